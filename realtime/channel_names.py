@@ -1,0 +1,72 @@
+"""Channel names, event categories and channel-layer group names: the one place that knows them.
+
+A channel is `kind:id` with kind `room`, `conversation` or `user` and a positive id, bare or
+prefixed (`room:7` is `room:room_7`); replies always name it canonically (`room:7`). Each
+(channel, category) pair is one channel-layer group, so an event travels to exactly one group
+and a connection that joined it gets it once, whatever filters it holds.
+"""
+from dataclasses import dataclass
+
+from retrochat import ids
+
+ROOM = "room"
+CONVERSATION = "conversation"
+USER = "user"
+
+MAX_CHANNEL_LENGTH = 100
+
+_ID_PREFIX = {ROOM: ids.ROOM, CONVERSATION: ids.CONVERSATION, USER: ids.USER}
+
+# Event category → event types, per channel kind (SPEC §3.3).
+MESSAGE_EVENTS = ("message:new", "message:updated", "message:deleted")
+CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
+    ROOM: {"message": MESSAGE_EVENTS, "room": ("room:updated", "room:deleted")},
+    CONVERSATION: {"message": MESSAGE_EVENTS},
+    USER: {"activity": ("user:online", "user:offline", "user:updated"), "room": ("room:created", "room:deleted")},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    kind: str
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def categories(self) -> dict[str, tuple[str, ...]]:
+        return CATEGORIES[self.kind]
+
+    def group(self, category: str) -> str:
+        """The channel-layer group for one category of this channel (`rc.room.7.message`)."""
+        return f"rc.{self.kind}.{self.id}.{category}"
+
+    def category_of(self, event_type: str) -> str:
+        for category, types in self.categories.items():
+            if event_type in types:
+                return category
+        raise ValueError(f"{event_type!r} is not an event of {self.kind} channels")
+
+
+def room(pk: int) -> Channel:
+    return Channel(ROOM, pk)
+
+
+def conversation(pk: int) -> Channel:
+    return Channel(CONVERSATION, pk)
+
+
+def user(pk: int) -> Channel:
+    return Channel(USER, pk)
+
+
+def parse_channel(name: object) -> Channel | None:
+    """`room:7` or `room:room_7` → Channel; anything malformed → None."""
+    if not isinstance(name, str) or len(name) > MAX_CHANNEL_LENGTH:
+        return None
+    kind, sep, raw_id = name.partition(":")
+    if not sep or kind not in _ID_PREFIX:
+        return None
+    pk = ids.parse_id(_ID_PREFIX[kind], raw_id)
+    return None if pk is None else Channel(kind, pk)

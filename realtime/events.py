@@ -1,0 +1,107 @@
+"""Event shapes (SPEC §3.3): the one module that builds the `type`, `channel` and `data` of events.
+
+Payloads reuse the REST serializers, so an event's `data` is exactly what REST returns for the
+same object.
+"""
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+from rest_framework.fields import DateTimeField
+
+from realtime import channel_names, presence
+from realtime.channel_names import Channel
+from retrochat import ids
+
+_timestamp = DateTimeField().to_representation
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    channel: Channel
+    data: dict[str, Any]
+
+    @property
+    def category(self) -> str:
+        return self.channel.category_of(self.type)
+
+    @property
+    def group(self) -> str:
+        return self.channel.group(self.category)
+
+    def frame(self) -> dict[str, Any]:
+        return {"type": self.type, "channel": str(self.channel), "data": self.data}
+
+
+def _message_channel(message: Any) -> Channel:
+    if message.room_id is not None:
+        return channel_names.room(message.room_id)
+    return channel_names.conversation(message.conversation_id)
+
+
+def message_saved(message: Any, *, created: bool) -> Event:
+    from rooms.api.serializers import MessageSerializer
+
+    event_type = "message:new" if created else "message:updated"
+    return Event(event_type, _message_channel(message), dict(MessageSerializer(message).data))
+
+
+def message_deleted(message: Any, *, deleted_at: datetime) -> Event:
+    data: dict[str, Any] = {"id": ids.format_id(ids.MESSAGE, message.pk)}
+    if message.room_id is not None:
+        data["room_id"] = ids.format_id(ids.ROOM, message.room_id)
+    else:
+        data["conversation_id"] = ids.format_id(ids.CONVERSATION, message.conversation_id)
+    data["user_id"] = ids.format_id(ids.USER, message.author_id)
+    data["deleted_at"] = _timestamp(deleted_at)
+    return Event("message:deleted", _message_channel(message), data)
+
+
+def _room_data(room: Any) -> dict[str, Any]:
+    from rooms.api.serializers import RoomSerializer
+
+    return dict(RoomSerializer(room).data)
+
+
+def room_updated(room: Any) -> Event:
+    return Event("room:updated", channel_names.room(room.pk), _room_data(room))
+
+
+def room_deleted(room_id: int, *, reason: str) -> Event:
+    """On the room's own channel (reason `deleted`)."""
+    return Event("room:deleted", channel_names.room(room_id), _room_deleted_data(room_id, reason))
+
+
+def room_joined(room: Any, *, user_id: int) -> Event:
+    """`room:created` on a user's own feed: the room appeared in their list."""
+    return Event("room:created", channel_names.user(user_id), _room_data(room))
+
+
+def room_left(room_id: int, *, user_id: int, reason: str) -> Event:
+    """`room:deleted` on a user's own feed: the room left their list (deleted, left, removed)."""
+    return Event("room:deleted", channel_names.user(user_id), _room_deleted_data(room_id, reason))
+
+
+def _room_deleted_data(room_id: int, reason: str) -> dict[str, Any]:
+    return {"id": ids.format_id(ids.ROOM, room_id), "reason": reason}
+
+
+def user_updated(user: Any) -> Event:
+    from users.api.serializers import UserSerializer
+
+    profile = dict(UserSerializer(user).data)
+    data = {
+        "user_id": profile.pop("id"),
+        "status": profile.pop("status"),
+        "timestamp": _timestamp(timezone.now()),
+        **profile,
+    }
+    return Event("user:updated", channel_names.user(user.pk), data)
+
+
+def user_presence(user_id: int, *, status: str, at: datetime) -> Event:
+    event_type = "user:online" if status == presence.ONLINE else "user:offline"
+    data = {"user_id": ids.format_id(ids.USER, user_id), "status": status, "timestamp": _timestamp(at)}
+    return Event(event_type, channel_names.user(user_id), data)

@@ -1,0 +1,44 @@
+"""Publishing events: the one way an event leaves the process that caused it.
+
+`publish_on_commit` is what receivers call: the event is encoded to JSON once, right away (so it
+describes the row as this transaction saved it), and handed to the channel layer only after the
+transaction commits. A rolled-back change sends nothing, and no client is told about a row it
+cannot read yet. `send_event_rollback_unsafe` sends at once; its name says why callers inside a
+transaction must not use it.
+"""
+import json
+import logging
+from functools import partial
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from realtime.events import Event
+
+logger = logging.getLogger("retrochat.realtime")
+
+# The channel-layer message type; the consumer's handler for it is `rc_event`.
+EVENT_MESSAGE_TYPE = "rc.event"
+
+
+def encode(event: Event) -> str:
+    return json.dumps(event.frame(), ensure_ascii=False, separators=(",", ":"))
+
+
+def layer_message(event: Event, text: str) -> dict[str, str]:
+    """What travels through the channel layer: the pre-encoded frame plus what filters need."""
+    return {"type": EVENT_MESSAGE_TYPE, "event": event.type, "channel": str(event.channel), "text": text}
+
+
+def publish_on_commit(event: Event, *, using: str | None = None) -> None:
+    text = encode(event)
+    # robust: a channel-layer failure is logged and does not fail the request that committed.
+    transaction.on_commit(partial(send_event_rollback_unsafe, event, text), using=using, robust=True)
+
+
+def send_event_rollback_unsafe(event: Event, text: str | None = None) -> None:
+    """Send now, from synchronous code, whether or not the surrounding transaction commits."""
+    text = text if text is not None else encode(event)
+    async_to_sync(get_channel_layer().group_send)(event.group, layer_message(event, text))
+    logger.debug("published %s to %s", event.type, event.group)

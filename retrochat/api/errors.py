@@ -1,0 +1,117 @@
+"""One error body everywhere: `{"code": "NOT_FOUND", "message": "…", "details": {…}}` (SPEC §2).
+
+Every exception raised in an API view ends here, DRF's own included. Unexpected exceptions are
+logged with their traceback and answered with a generic INTERNAL_ERROR: a client never sees one.
+"""
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.fields import get_error_detail
+from rest_framework.response import Response
+
+logger = logging.getLogger("retrochat.api")
+
+UNAUTHORIZED_MESSAGE = "Authentication credentials were not provided or are not valid."
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state of the resource."
+    default_code = "conflict"
+
+
+# DRF exception class → (stable code, fixed message or None to use the exception's own).
+_CODES: list[tuple[type[exceptions.APIException], str, str | None]] = [
+    (exceptions.ValidationError, "VALIDATION_ERROR", "The request is not valid; see details."),
+    (exceptions.ParseError, "INVALID_JSON", None),
+    # Missing, malformed, unknown, expired and revoked keys answer byte-identically (no oracle).
+    (exceptions.NotAuthenticated, "UNAUTHORIZED", UNAUTHORIZED_MESSAGE),
+    (exceptions.AuthenticationFailed, "UNAUTHORIZED", UNAUTHORIZED_MESSAGE),
+    (exceptions.PermissionDenied, "FORBIDDEN", None),
+    (exceptions.NotFound, "NOT_FOUND", "Not found."),
+    (exceptions.MethodNotAllowed, "METHOD_NOT_ALLOWED", None),
+    (exceptions.NotAcceptable, "NOT_ACCEPTABLE", None),
+    (exceptions.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", None),
+    (exceptions.Throttled, "RATE_LIMITED", "Too many writes; retry after the number of seconds in Retry-After."),
+    (Conflict, "CONFLICT", None),
+]
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return body
+
+
+def _validation_details(detail: Any) -> dict[str, Any]:
+    if isinstance(detail, dict):
+        return detail
+    return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
+
+
+def _api_exception_response(exc: exceptions.APIException) -> Response:
+    for cls, code, message in _CODES:
+        if isinstance(exc, cls):
+            break
+    else:
+        code, message = str(exc.default_code).upper(), None
+    details = None
+    if isinstance(exc, exceptions.ValidationError):
+        details = _validation_details(exc.detail)
+    elif isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        details = {"retry_after": int(exc.wait + 0.999)}
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None) is not None:
+        headers["Retry-After"] = str(int(exc.wait + 0.999))
+    text = message if message is not None else str(exc.detail)
+    return Response(error_body(code, text, details), status=exc.status_code, headers=headers)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's EXCEPTION_HANDLER: map every exception to the error body and its status."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):  # a model's full_clean() in a service
+        exc = exceptions.ValidationError(get_error_detail(exc))
+    if isinstance(exc, exceptions.APIException):
+        return _api_exception_response(exc)
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.error("Database unavailable: %s", exc.__class__.__name__, exc_info=exc)
+        return Response(
+            error_body("SERVICE_UNAVAILABLE", "The database is not reachable; try again shortly."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+    if isinstance(exc, DatabaseError):
+        logger.error("Database error in %s", context.get("view"), exc_info=exc)
+    else:
+        logger.error("Unhandled error in %s", context.get("view"), exc_info=exc)
+    return Response(
+        error_body("INTERNAL_ERROR", "Something went wrong on our side; it has been logged."),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def json_not_found(request: HttpRequest, exception: Exception | None = None, **kwargs: Any) -> JsonResponse:
+    """handler404 and the /v1/ catch-all: the same body as an API 404."""
+    return JsonResponse(error_body("NOT_FOUND", "Not found."), status=404)
+
+
+def json_server_error(request: HttpRequest, **kwargs: Any) -> JsonResponse:
+    return JsonResponse(
+        error_body("INTERNAL_ERROR", "Something went wrong on our side; it has been logged."), status=500
+    )
+
+
+def json_bad_request(request: HttpRequest, exception: Exception | None = None, **kwargs: Any) -> JsonResponse:
+    return JsonResponse(error_body("BAD_REQUEST", "The request could not be understood."), status=400)

@@ -1,0 +1,65 @@
+"""Endpoints that belong to the service rather than to an app: health and the /v1 catch-all."""
+import asyncio
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import DatabaseError, connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from retrochat.api.errors import error_body
+
+logger = logging.getLogger("retrochat.health")
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+def check_database() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+    except DatabaseError as exc:
+        logger.warning("health: database check failed: %s", exc.__class__.__name__)
+        return False
+
+
+async def _probe_channel_layer() -> None:
+    await asyncio.wait_for(get_channel_layer().group_send("rc.health", {"type": "rc.health"}), CHECK_TIMEOUT_SECONDS)
+
+
+def check_channel_layer() -> bool:
+    """A group send reaches Redis when channels-redis is configured; nobody is subscribed to it."""
+    try:
+        async_to_sync(_probe_channel_layer)()
+        return True
+    except Exception as exc:  # any failure of the layer (connection refused, timeout) means "down"
+        logger.warning("health: channel layer check failed: %s", exc.__class__.__name__)
+        return False
+
+
+class HealthView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    @extend_schema(
+        summary="Service health: 200 when the database and the channel layer answer, 503 otherwise",
+        responses={200: inline_serializer("Health", {"status": serializers.CharField(), "checks": serializers.DictField()})},
+    )
+    def get(self, request: Request) -> Response:
+        checks = {
+            "database": "ok" if check_database() else "failing",
+            "channel_layer": "ok" if check_channel_layer() else "failing",
+        }
+        if all(value == "ok" for value in checks.values()):
+            return Response({"status": "ok", "checks": checks})
+        return Response(
+            error_body("SERVICE_UNAVAILABLE", "A dependency is failing; see details.", {"checks": checks}),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )

@@ -1,0 +1,101 @@
+from typing import Any
+
+from rest_framework import serializers
+
+from retrochat import ids
+from retrochat.api.fields import (
+    PrefixedIdField,
+    PrefixedRelatedField,
+    RejectUnknownFieldsMixin,
+    StrictBooleanField,
+    StrictCharField,
+)
+from rooms.models import MAX_MESSAGE_LENGTH, Conversation, Membership, Message, Room
+from users.api.serializers import UserSerializer
+from users.models import User
+
+
+class RoomSerializer(serializers.ModelSerializer):
+    id = PrefixedIdField(ids.ROOM, source="pk")
+    created_by = PrefixedIdField(ids.USER, source="created_by_id", allow_null=True)
+    member_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Room
+        fields = ["id", "name", "topic", "is_private", "created_by", "created_at", "updated_at", "member_count"]
+        read_only_fields = fields
+
+    def get_member_count(self, room: Room) -> int:
+        annotated = getattr(room, "member_count", None)
+        return annotated if annotated is not None else room.memberships.count()
+
+
+class RoomCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    name = StrictCharField(max_length=100)
+    topic = StrictCharField(max_length=500, required=False, allow_blank=True)
+    is_private = StrictBooleanField(required=False)
+
+
+class RoomUpdateSerializer(RoomCreateSerializer):
+    name = StrictCharField(max_length=100, required=False)
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    user = UserSerializer()
+    joined_at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = Membership
+        fields = ["user", "role", "joined_at"]
+        read_only_fields = fields
+
+
+class MembershipCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    user_id = PrefixedRelatedField(
+        ids.USER, "user", queryset=User.objects.filter(is_active=True), required=False,
+        help_text="Whom to add; omit it to join yourself.",
+    )
+    role = serializers.ChoiceField(
+        choices=[Membership.Role.MEMBER, Membership.Role.ADMIN], required=False,
+        help_text="Only the owner (or staff) may add an admin.",
+    )
+
+
+class ConversationSerializer(serializers.ModelSerializer):
+    id = PrefixedIdField(ids.CONVERSATION, source="pk")
+    participants = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Conversation
+        fields = ["id", "participants", "created_at"]
+        read_only_fields = fields
+
+    def get_participants(self, conversation: Conversation) -> list[str]:
+        return [ids.format_id(ids.USER, pk) for pk in conversation.participant_ids]
+
+
+class ConversationCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    user_id = PrefixedRelatedField(ids.USER, "user", queryset=User.objects.filter(is_active=True))
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    """A message; it carries `room_id` or `conversation_id`, never both (SPEC §3.3)."""
+
+    id = PrefixedIdField(ids.MESSAGE, source="pk")
+    room_id = PrefixedIdField(ids.ROOM, required=False)
+    conversation_id = PrefixedIdField(ids.CONVERSATION, required=False)
+    user_id = PrefixedIdField(ids.USER, source="author_id")
+
+    class Meta:
+        model = Message
+        fields = ["id", "room_id", "conversation_id", "user_id", "content", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def to_representation(self, message: Message) -> dict[str, Any]:
+        data = super().to_representation(message)
+        data.pop("conversation_id" if message.room_id is not None else "room_id")
+        return data
+
+
+class MessageWriteSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    content = StrictCharField(max_length=MAX_MESSAGE_LENGTH, help_text="Plain text, 1–4000 characters after trimming.")

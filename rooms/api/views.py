@@ -1,0 +1,241 @@
+"""Rooms, memberships, conversations and messages over REST (SPEC §2). Views are thin: they parse,
+check access (rooms/access.py) and call a service (rooms/services.py)."""
+from django.db.models import Count, QuerySet
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from rooms import access, services
+from rooms.api.serializers import (
+    ConversationCreateSerializer,
+    ConversationSerializer,
+    MembershipCreateSerializer,
+    MembershipSerializer,
+    MessageSerializer,
+    MessageWriteSerializer,
+    RoomCreateSerializer,
+    RoomSerializer,
+    RoomUpdateSerializer,
+)
+from rooms.models import Conversation, Membership, Message, Room
+from rooms.services import RemovalReason
+
+ROOM_ADMINS_ONLY = "Only the room's owner and admins can do this."
+
+
+def _with_member_count(rooms: QuerySet[Room]) -> QuerySet[Room]:
+    return rooms.annotate(member_count=Count("memberships"))
+
+
+def get_visible_room(request: Request, room_id: int) -> Room:
+    room = generics.get_object_or_404(_with_member_count(Room.objects.all()), pk=room_id)
+    if not access.can_view_room(request.user, room):
+        raise Http404
+    return room
+
+
+def get_own_conversation(request: Request, conv_id: int) -> Conversation:
+    conversation = generics.get_object_or_404(Conversation, pk=conv_id)
+    if not access.is_participant(request.user, conversation):
+        raise Http404
+    return conversation
+
+
+def _paginated_messages(view: generics.GenericAPIView, messages: QuerySet[Message]) -> Response:
+    page = view.paginate_queryset(messages)
+    return view.get_paginated_response(MessageSerializer(page, many=True).data)
+
+
+def _validated(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class RoomListCreateView(generics.GenericAPIView):
+    serializer_class = RoomSerializer
+
+    def get_queryset(self) -> QuerySet[Room]:
+        return _with_member_count(access.visible_rooms(self.request.user))
+
+    @extend_schema(responses=RoomSerializer(many=True), summary="Rooms visible to you: every public room and the private rooms you belong to")
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(RoomSerializer(page, many=True).data)
+
+    @extend_schema(request=RoomCreateSerializer, responses={201: RoomSerializer}, summary="Create a room; you become its owner")
+    def post(self, request: Request) -> Response:
+        room = services.room_create(creator=request.user, **_validated(RoomCreateSerializer, request))
+        return Response(RoomSerializer(room).data, status=status.HTTP_201_CREATED)
+
+
+class RoomDetailView(generics.GenericAPIView):
+    serializer_class = RoomSerializer
+
+    @extend_schema(summary="A room you can see")
+    def get(self, request: Request, room_id: int) -> Response:
+        return Response(RoomSerializer(get_visible_room(request, room_id)).data)
+
+    @extend_schema(request=RoomUpdateSerializer, summary="Change a room (owner, admins, staff)")
+    def patch(self, request: Request, room_id: int) -> Response:
+        room = get_visible_room(request, room_id)
+        if not access.can_manage_room(request.user, room):
+            raise PermissionDenied(ROOM_ADMINS_ONLY)
+        services.room_update(room=room, **_validated(RoomUpdateSerializer, request))
+        return Response(RoomSerializer(get_visible_room(request, room_id)).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a room and its messages (owner, admins, staff)")
+    def delete(self, request: Request, room_id: int) -> Response:
+        room = get_visible_room(request, room_id)
+        if not access.can_manage_room(request.user, room):
+            raise PermissionDenied(ROOM_ADMINS_ONLY)
+        services.room_delete(room=room)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RoomMembersView(generics.GenericAPIView):
+    serializer_class = MembershipSerializer
+
+    @extend_schema(responses=MembershipSerializer(many=True), summary="Members of a room you can see")
+    def get(self, request: Request, room_id: int) -> Response:
+        room = get_visible_room(request, room_id)
+        page = self.paginate_queryset(room.memberships.select_related("user"))
+        return self.get_paginated_response(MembershipSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=MembershipCreateSerializer,
+        responses={200: MembershipSerializer, 201: MembershipSerializer},
+        summary="Join a public room yourself, or add someone (owner, admins, staff)",
+    )
+    def post(self, request: Request, room_id: int) -> Response:
+        room = get_visible_room(request, room_id)
+        data = _validated(MembershipCreateSerializer, request)
+        target = data.get("user_id", request.user)
+        role = data.get("role", Membership.Role.MEMBER)
+        actor = access.membership_of(request.user, room)
+        joining_public_room = target == request.user and role == Membership.Role.MEMBER and not room.is_private
+        if not joining_public_room:
+            if not access.can_manage_room(request.user, room, actor):
+                raise PermissionDenied(ROOM_ADMINS_ONLY)
+            if role == Membership.Role.ADMIN and not (request.user.is_staff or actor.role == Membership.Role.OWNER):
+                raise PermissionDenied("Only the room's owner can add admins.")
+        membership, created = services.membership_add(room=room, user=target, role=role)
+        return Response(
+            MembershipSerializer(membership).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class RoomMemberDetailView(generics.GenericAPIView):
+    serializer_class = MembershipSerializer
+
+    @extend_schema(responses={204: None}, summary="Leave a room, or remove a member (owner, admins, staff)")
+    def delete(self, request: Request, room_id: int, user_id: int) -> Response:
+        room = get_visible_room(request, room_id)
+        membership = generics.get_object_or_404(Membership, room=room, user_id=user_id)
+        if user_id == request.user.pk:
+            reason = RemovalReason.LEFT
+        else:
+            actor = access.membership_of(request.user, room)
+            if not access.can_manage_room(request.user, room, actor):
+                raise PermissionDenied(ROOM_ADMINS_ONLY)
+            if membership.role == Membership.Role.OWNER and not request.user.is_staff:
+                raise PermissionDenied("The room's owner cannot be removed.")
+            reason = RemovalReason.REMOVED
+        services.membership_remove(membership=membership, reason=reason)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RoomMessagesView(generics.GenericAPIView):
+    serializer_class = MessageSerializer
+
+    @extend_schema(responses=MessageSerializer(many=True), summary="Message history, newest first (cursor-paginated)")
+    def get(self, request: Request, room_id: int) -> Response:
+        return _paginated_messages(self, get_visible_room(request, room_id).messages.all())
+
+    @extend_schema(request=MessageWriteSerializer, responses={201: MessageSerializer}, summary="Post a message (members)")
+    def post(self, request: Request, room_id: int) -> Response:
+        room = get_visible_room(request, room_id)
+        if not access.can_post_in_room(request.user, room):
+            raise PermissionDenied("Join the room to post in it.")
+        message = services.message_create(author=request.user, room=room, **_validated(MessageWriteSerializer, request))
+        return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class ConversationListCreateView(generics.GenericAPIView):
+    serializer_class = ConversationSerializer
+
+    @extend_schema(responses=ConversationSerializer(many=True), summary="Your direct conversations")
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(access.user_conversations(request.user))
+        return self.get_paginated_response(ConversationSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=ConversationCreateSerializer,
+        responses={200: ConversationSerializer, 201: ConversationSerializer},
+        summary="Get or create the one conversation with a user",
+    )
+    def post(self, request: Request) -> Response:
+        other = _validated(ConversationCreateSerializer, request)["user_id"]
+        if other == request.user:
+            raise serializers.ValidationError({"user_id": ["You cannot start a conversation with yourself."]})
+        conversation, created = services.conversation_get_or_create(user=request.user, other=other)
+        return Response(
+            ConversationSerializer(conversation).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class ConversationDetailView(generics.GenericAPIView):
+    serializer_class = ConversationSerializer
+
+    @extend_schema(summary="A conversation you take part in")
+    def get(self, request: Request, conv_id: int) -> Response:
+        return Response(ConversationSerializer(get_own_conversation(request, conv_id)).data)
+
+
+class ConversationMessagesView(generics.GenericAPIView):
+    serializer_class = MessageSerializer
+
+    @extend_schema(responses=MessageSerializer(many=True), summary="Message history, newest first (cursor-paginated)")
+    def get(self, request: Request, conv_id: int) -> Response:
+        return _paginated_messages(self, get_own_conversation(request, conv_id).messages.all())
+
+    @extend_schema(request=MessageWriteSerializer, responses={201: MessageSerializer}, summary="Send a direct message")
+    def post(self, request: Request, conv_id: int) -> Response:
+        conversation = get_own_conversation(request, conv_id)
+        message = services.message_create(
+            author=request.user, conversation=conversation, **_validated(MessageWriteSerializer, request)
+        )
+        return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class MessageDetailView(generics.GenericAPIView):
+    serializer_class = MessageSerializer
+
+    def get_message(self, request: Request, msg_id: int) -> Message:
+        message = generics.get_object_or_404(Message.objects.select_related("room", "conversation"), pk=msg_id)
+        if not access.can_view_message(request.user, message):
+            raise Http404
+        return message
+
+    @extend_schema(summary="A message you can see")
+    def get(self, request: Request, msg_id: int) -> Response:
+        return Response(MessageSerializer(self.get_message(request, msg_id)).data)
+
+    @extend_schema(request=MessageWriteSerializer, summary="Edit your message")
+    def patch(self, request: Request, msg_id: int) -> Response:
+        message = self.get_message(request, msg_id)
+        if not access.can_edit_message(request.user, message):
+            raise PermissionDenied("Only the author can edit a message.")
+        services.message_update(message=message, **_validated(MessageWriteSerializer, request))
+        return Response(MessageSerializer(message).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a message (author, room owner and admins, staff)")
+    def delete(self, request: Request, msg_id: int) -> Response:
+        message = self.get_message(request, msg_id)
+        if not access.can_delete_message(request.user, message):
+            raise PermissionDenied("Only the author, the room's owner and admins can delete this message.")
+        services.message_delete(message=message)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,61 @@
+"""`manage.py demo`: what `make run` prints before serving.
+
+On an empty database it creates a demo user, a second user, a public room with a welcome message
+and a direct conversation. Every run then creates a fresh API key for the demo user and prints it
+with ready-to-paste commands: a key's secret cannot be shown twice, and a newcomer who restarts the
+server should not have to hunt for one.
+"""
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from rooms import services as rooms
+from users import services as users
+from users.models import User
+
+DEMO_USERNAME = "demo"
+
+
+class Command(BaseCommand):
+    help = "Create demo data on an empty database and print a fresh API key for the demo user."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", default="8000")
+
+    @transaction.atomic
+    def handle(self, *args: Any, host: str, port: str, **options: Any) -> None:
+        if not User.objects.exists():
+            self._create_demo_data()
+        demo = User.objects.filter(username=DEMO_USERNAME, is_active=True).first()
+        if demo is None:
+            self.stdout.write("The database has users but no active 'demo' user; create a key with:\n"
+                              "  .venv/bin/python manage.py createapikey USERNAME")
+            return
+        _, secret = users.api_key_create(user=demo, name="make run")
+        room = demo.rooms.order_by("id").first()
+        room_id = room.pk if room else 1
+        base = f"http://{host}:{port}"
+        self.stdout.write(
+            f"\nRetroChat: API key for user '{DEMO_USERNAME}' (shown once, new on every start):\n\n"
+            f"  {secret}\n\n"
+            f"Try it:\n"
+            f"  curl -H 'Authorization: Bearer {secret}' {base}/v1/rooms/{room_id}/messages\n"
+            f"  curl -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' \\\n"
+            f"       -d '{{\"content\": \"Hello!\"}}' {base}/v1/rooms/{room_id}/messages\n"
+            f"  npx wscat -c ws://{host}:{port}/v1/realtime -H 'Authorization: Bearer {secret}'\n"
+            f"     then send: {{\"type\": \"subscribe\", \"channel\": \"room:{room_id}\"}}\n\n"
+            f"API docs: {base}/v1/docs   Admin: {base}/admin/ (manage.py createsuperuser)\n"
+        )
+
+    def _create_demo_data(self) -> None:
+        demo = users.user_create(username=DEMO_USERNAME, display_name="Demo User")
+        alice = users.user_create(username="alice", display_name="Alice")
+        room = rooms.room_create(creator=demo, name="general", topic="Say hello")
+        rooms.membership_add(room=room, user=alice)
+        rooms.message_create(author=alice, room=room, content="Welcome to RetroChat!")
+        conversation, _ = rooms.conversation_get_or_create(user=demo, other=alice)
+        rooms.message_create(author=alice, conversation=conversation, content="Hi demo, this is a direct message.")
+        self.stdout.write("Created demo data: users 'demo' and 'alice', room 'general', one conversation.")

@@ -1,0 +1,146 @@
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+
+from users.validators import validate_plain_text
+
+MAX_MESSAGE_LENGTH = 4000
+
+
+class Room(models.Model):
+    """A chat room. Public rooms are visible to every user; private ones to members and staff."""
+
+    name = models.CharField(max_length=100, validators=[validate_plain_text])
+    topic = models.CharField(max_length=500, blank=True, validators=[validate_plain_text])
+    is_private = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="rooms", blank=True
+    )
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        ADMIN = "admin"
+        MEMBER = "member"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["room", "user"],
+                name="membership_unique_per_room_and_user",
+                violation_error_message="This user is already a member of this room.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.room} ({self.role})"
+
+    @property
+    def can_manage_room(self) -> bool:
+        return self.role in (self.Role.OWNER, self.Role.ADMIN)
+
+
+class Conversation(models.Model):
+    """A direct conversation between exactly two distinct users.
+
+    The pair is stored in id order (`user_low.id < user_high.id`), so that a check constraint and
+    a unique constraint together make the database hold at most one conversation per pair, whatever
+    order the two users were given in.
+    """
+
+    user_low = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    user_high = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user_low__lt=F("user_high")),
+                name="conversation_users_distinct_and_ordered",
+                violation_error_message="A conversation needs two different users.",
+            ),
+            models.UniqueConstraint(
+                fields=["user_low", "user_high"],
+                name="conversation_unique_per_pair",
+                violation_error_message="These two users already have a conversation.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_low} ↔ {self.user_high}"
+
+    @property
+    def participant_ids(self) -> tuple[int, int]:
+        return (self.user_low_id, self.user_high_id)
+
+    def order_participants(self) -> None:
+        """Put the pair in the stored order; called by save() so any caller may pass either order."""
+        if self.user_low_id and self.user_high_id and self.user_low_id > self.user_high_id:
+            self.user_low_id, self.user_high_id = self.user_high_id, self.user_low_id
+
+    def clean(self) -> None:
+        self.order_participants()
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.order_participants()
+        super().save(*args, **kwargs)
+
+
+class Message(models.Model):
+    """A message in exactly one room or one conversation (a database check constraint)."""
+
+    room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+    )
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
+    content = models.TextField(max_length=MAX_MESSAGE_LENGTH, validators=[validate_plain_text])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(room__isnull=False, conversation__isnull=True)
+                    | Q(room__isnull=True, conversation__isnull=False)
+                ),
+                name="message_in_exactly_one_room_or_conversation",
+                violation_error_message="A message belongs to exactly one room or one conversation.",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["room", "-id"], name="message_room_history"),
+            models.Index(fields=["conversation", "-id"], name="message_conversation_history"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.author}: {self.content[:40]}"
+
+    def clean(self) -> None:
+        self.content = self.content.strip()
+        if not self.content:
+            raise ValidationError({"content": "A message cannot be blank."})
+        if self.conversation_id and self.author_id and self.author_id not in self.conversation.participant_ids:
+            raise ValidationError({"author": "Only the two participants can write in a conversation."})

@@ -1,0 +1,107 @@
+"""Every write to rooms, memberships, conversations and messages.
+
+Views, commands and the demo seeding call these; each is atomic and validates the model before it
+saves. Events are not sent here: the post_save/post_delete receivers in rooms/signals.py turn the
+saved rows into events on commit, so that admin and plain ORM writes emit the very same events.
+Services never use QuerySet.update() or bulk_create() on watched rows: those fire no signals.
+"""
+from django.db import IntegrityError, transaction
+
+from rooms.models import Conversation, Membership, Message, Room
+from users.models import User
+
+
+class RemovalReason:
+    """`reason` of the `room:deleted` event on a user's own feed."""
+
+    DELETED = "deleted"  # the room itself was deleted
+    LEFT = "left"  # the user left
+    REMOVED = "removed"  # someone else removed the user
+
+
+@transaction.atomic
+def room_create(*, creator: User, name: str, topic: str = "", is_private: bool = False) -> Room:
+    room = Room(name=name, topic=topic, is_private=is_private, created_by=creator)
+    room.full_clean()
+    room.save()
+    membership_add(room=room, user=creator, role=Membership.Role.OWNER)
+    return room
+
+
+@transaction.atomic
+def room_update(*, room: Room, name: str | None = None, topic: str | None = None, is_private: bool | None = None) -> Room:
+    changes = {k: v for k, v in {"name": name, "topic": topic, "is_private": is_private}.items() if v is not None}
+    for field, value in changes.items():
+        setattr(room, field, value)
+    if changes:
+        room.full_clean()
+        room.save(update_fields=[*changes, "updated_at"])
+    return room
+
+
+@transaction.atomic
+def room_delete(*, room: Room) -> None:
+    room.delete()
+
+
+@transaction.atomic
+def membership_add(*, room: Room, user: User, role: str = Membership.Role.MEMBER) -> tuple[Membership, bool]:
+    """Add `user` to `room`; adding an existing member changes nothing. Returns (membership, created)."""
+    existing = Membership.objects.filter(room=room, user=user).first()
+    if existing:
+        return existing, False
+    membership = Membership(room=room, user=user, role=role)
+    membership.full_clean(validate_constraints=False)
+    try:
+        with transaction.atomic():
+            membership.save()
+    except IntegrityError:  # a concurrent request added the same member first
+        return Membership.objects.get(room=room, user=user), False
+    return membership, True
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, reason: str) -> None:
+    # The receiver reads the reason from the instance; admin and ORM deletes default to "removed".
+    membership.removal_reason = reason
+    membership.delete()
+
+
+@transaction.atomic
+def conversation_get_or_create(*, user: User, other: User) -> tuple[Conversation, bool]:
+    """The one conversation between two distinct users, created on first use."""
+    low, high = sorted([user.pk, other.pk])
+    existing = Conversation.objects.filter(user_low_id=low, user_high_id=high).first()
+    if existing:
+        return existing, False
+    conversation = Conversation(user_low_id=low, user_high_id=high)
+    conversation.full_clean(validate_constraints=False)
+    try:
+        with transaction.atomic():
+            conversation.save()
+    except IntegrityError:  # created concurrently by the other participant
+        return Conversation.objects.get(user_low_id=low, user_high_id=high), False
+    return conversation, True
+
+
+@transaction.atomic
+def message_create(
+    *, author: User, content: str, room: Room | None = None, conversation: Conversation | None = None
+) -> Message:
+    message = Message(author=author, content=content, room=room, conversation=conversation)
+    message.full_clean()
+    message.save()
+    return message
+
+
+@transaction.atomic
+def message_update(*, message: Message, content: str) -> Message:
+    message.content = content
+    message.full_clean()
+    message.save(update_fields=["content", "updated_at"])
+    return message
+
+
+@transaction.atomic
+def message_delete(*, message: Message) -> None:
+    message.delete()

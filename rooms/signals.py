@@ -1,0 +1,76 @@
+"""Turn committed changes of rooms, memberships and messages into events (SPEC §3.3).
+
+Receivers only map a row to its event(s) and hand them to `publish_on_commit`. They run for every
+write path alike: services, the admin and plain ORM code.
+
+Cascades: deleting a room (or conversation) deletes its messages and memberships first. The
+`origin` of those deletes is the room, and then only `room:deleted` is sent: on the room's channel
+and on each member's own feed, never one `message:deleted` per message.
+"""
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
+
+from realtime import events
+from realtime.publish import publish_on_commit
+from rooms.models import Conversation, Membership, Message, Room
+from rooms.services import RemovalReason
+
+
+def _deleted_through(origin: Any, model: type[Model]) -> bool:
+    """Whether a cascade delete started at an instance or queryset of `model`."""
+    if isinstance(origin, QuerySet):
+        return origin.model is model
+    return isinstance(origin, model)
+
+
+def message_saved(sender: type, instance: Message, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
+    if raw:  # loaddata: fixtures are not live changes
+        return
+    publish_on_commit(events.message_saved(instance, created=created), using=using)
+
+
+def message_deleted(sender: type, instance: Message, using: str | None = None, origin: Any = None, **kwargs: Any) -> None:
+    if _deleted_through(origin, Room) or _deleted_through(origin, Conversation):
+        return
+    publish_on_commit(events.message_deleted(instance, deleted_at=timezone.now()), using=using)
+
+
+def room_saved(sender: type, instance: Room, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
+    # A new room is announced by its first membership (room:created on the owner's feed).
+    if raw or created:
+        return
+    publish_on_commit(events.room_updated(instance), using=using)
+
+
+def room_deleted(sender: type, instance: Room, using: str | None = None, **kwargs: Any) -> None:
+    publish_on_commit(events.room_deleted(instance.pk, reason=RemovalReason.DELETED), using=using)
+
+
+def membership_saved(sender: type, instance: Membership, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
+    if raw or not created:  # a role change is not visible in the room's public shape
+        return
+    publish_on_commit(events.room_joined(instance.room, user_id=instance.user_id), using=using)
+    publish_on_commit(events.room_updated(instance.room), using=using)
+
+
+def membership_deleted(sender: type, instance: Membership, using: str | None = None, origin: Any = None, **kwargs: Any) -> None:
+    if _deleted_through(origin, Room):
+        publish_on_commit(
+            events.room_left(instance.room_id, user_id=instance.user_id, reason=RemovalReason.DELETED), using=using
+        )
+        return
+    reason = getattr(instance, "removal_reason", RemovalReason.REMOVED)
+    publish_on_commit(events.room_left(instance.room_id, user_id=instance.user_id, reason=reason), using=using)
+    publish_on_commit(events.room_updated(instance.room), using=using)
+
+
+def connect() -> None:
+    post_save.connect(message_saved, sender=Message, dispatch_uid="rooms.message_saved")
+    post_delete.connect(message_deleted, sender=Message, dispatch_uid="rooms.message_deleted")
+    post_save.connect(room_saved, sender=Room, dispatch_uid="rooms.room_saved")
+    post_delete.connect(room_deleted, sender=Room, dispatch_uid="rooms.room_deleted")
+    post_save.connect(membership_saved, sender=Membership, dispatch_uid="rooms.membership_saved")
+    post_delete.connect(membership_deleted, sender=Membership, dispatch_uid="rooms.membership_deleted")

@@ -1,0 +1,70 @@
+"""Fixtures shared by the whole suite.
+
+With REDIS_URL and DATABASE_URL set (as .ci/run does), the same tests run against Redis and
+PostgreSQL. A configured service that does not answer fails the run at once: it never skips.
+"""
+import os
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from tests import factories
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url:
+        import redis
+
+        try:
+            redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
+        except redis.RedisError as exc:
+            pytest.exit(f"REDIS_URL={redis_url} is set but Redis does not answer: {exc}", returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _no_write_throttle_by_default(settings):  # type: ignore[no-untyped-def]
+    """Throttling has its own tests; elsewhere it would only make unrelated tests order-dependent."""
+    settings.RETROCHAT_WRITE_THROTTLE = None
+
+
+@pytest.fixture
+def user(db):  # type: ignore[no-untyped-def]
+    return factories.make_user("ada")
+
+
+@pytest.fixture
+def other_user(db):  # type: ignore[no-untyped-def]
+    return factories.make_user("bob")
+
+
+@pytest.fixture
+def third_user(db):  # type: ignore[no-untyped-def]
+    return factories.make_user("cy")
+
+
+@pytest.fixture
+def client_for():  # type: ignore[no-untyped-def]
+    """`client_for(user)`: an APIClient authenticated with a fresh API key of that user."""
+
+    def make(user):  # type: ignore[no-untyped-def]
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {factories.make_key(user)}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api(client_for, user):  # type: ignore[no-untyped-def]
+    return client_for(user)
+
+
+@pytest.fixture
+def anon():  # type: ignore[no-untyped-def]
+    return APIClient()
+
+
+def uses_redis() -> bool:
+    return bool(settings.REDIS_URL)

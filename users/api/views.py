@@ -1,0 +1,64 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from users import services
+from users.api.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateSerializer,
+    ApiKeySerializer,
+    UserSerializer,
+    UserUpdateSerializer,
+)
+from users.models import ApiKey, User
+
+
+class MeView(APIView):
+    @extend_schema(responses=UserSerializer, summary="Your own profile")
+    def get(self, request: Request) -> Response:
+        return Response(UserSerializer(request.user).data)
+
+    @extend_schema(request=UserUpdateSerializer, responses=UserSerializer, summary="Change your display name or avatar")
+    def patch(self, request: Request) -> Response:
+        serializer = UserUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_update_profile(user=request.user, **serializer.validated_data)
+        return Response(UserSerializer(user).data)
+
+
+class UserDetailView(generics.RetrieveAPIView):
+    """Any user's public profile with presence."""
+
+    serializer_class = UserSerializer
+    queryset = User.objects.all()
+    lookup_url_kwarg = "user_id"
+
+
+class ApiKeyListCreateView(generics.GenericAPIView):
+    serializer_class = ApiKeySerializer
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return ApiKey.objects.usable().filter(user=self.request.user)
+
+    @extend_schema(responses=ApiKeySerializer(many=True), summary="Your usable API keys (never their secrets)")
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ApiKeySerializer(page, many=True).data)
+
+    @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer}, summary="Create a key; its secret is shown this once")
+    def post(self, request: Request) -> Response:
+        serializer = ApiKeyCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        api_key, secret = services.api_key_create(user=request.user, **serializer.validated_data)
+        api_key.secret = secret
+        return Response(ApiKeyCreatedSerializer(api_key).data, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDetailView(APIView):
+    @extend_schema(responses={204: None}, summary="Revoke a key; sockets it authenticated are closed")
+    def delete(self, request: Request, key_id: int) -> Response:
+        api_key = generics.get_object_or_404(ApiKey.objects.usable().filter(user=request.user), pk=key_id)
+        services.api_key_revoke(api_key=api_key)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,78 @@
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils import timezone
+
+from users.validators import validate_plain_text
+
+
+class User(AbstractUser):
+    """A RetroChat user: a person or a bot, authenticated by API keys or a session."""
+
+    display_name = models.CharField(max_length=100, blank=True, validators=[validate_plain_text])
+    avatar_url = models.URLField(max_length=500, blank=True)
+    last_seen_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the user's last realtime connection closed."
+    )
+
+    # The fields of the public profile: a change to any of them is a `user:updated` event.
+    PROFILE_FIELDS = ("username", "display_name", "avatar_url")
+
+    @classmethod
+    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_profile = instance.profile_snapshot()
+        return instance
+
+    def profile_snapshot(self) -> tuple:
+        return tuple(self.__dict__.get(name) for name in self.PROFILE_FIELDS)
+
+    def profile_changed_since_load(self) -> bool:
+        return getattr(self, "_loaded_profile", None) != self.profile_snapshot()
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if self._state.adding and not self.display_name:
+            self.display_name = self.username
+        super().save(*args, **kwargs)
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def usable(self) -> "ApiKeyQuerySet":
+        """Keys that still authenticate: not revoked, not expired."""
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+
+class ApiKey(models.Model):
+    """A bearer credential. Only a lookup prefix and a SHA-256 digest are stored (users/keys.py)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, validators=[validate_plain_text])
+    prefix = models.CharField(max_length=16, db_index=True, editable=False)
+    hashed_key = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_usable(self) -> bool:
+        return not self.is_revoked and not self.is_expired
