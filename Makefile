@@ -17,7 +17,7 @@ migrate: $(BIN)/.installed
 
 run: migrate
 	$(BIN)/python manage.py demo --host $(HOST) --port $(PORT)
-	$(BIN)/daphne -b $(HOST) -p $(PORT) retrochat.asgi:application
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m retrochat.serve
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -62,7 +62,13 @@ def message_deleted(message: Any, *, deleted_at: datetime) -> Event:
 def _room_data(room: Any) -> dict[str, Any]:
     from rooms.api.serializers import RoomSerializer
 
-    return dict(RoomSerializer(room).data)
+    data = dict(RoomSerializer(room).data)
+    if getattr(room, "member_count", None) is not None:
+        # The serializer trusts a `member_count` annotated when the room was loaded (REST views and
+        # the admin load it so), but the membership change this event announces came after: count
+        # the rows as this transaction sees them.
+        data["member_count"] = room.memberships.count()
+    return data
 
 
 def room_updated(room: Any) -> Event:

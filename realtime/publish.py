@@ -18,8 +18,11 @@ from realtime.events import Event
 
 logger = logging.getLogger("retrochat.realtime")
 
-# The channel-layer message type; the consumer's handler for it is `rc_event`.
+# Channel-layer message types, read by the hub (realtime/hub.py).
 EVENT_MESSAGE_TYPE = "rc.event"
+CONTROL_MESSAGE_TYPE = "rc.control"
+# Every server process's hub listens on this group for revocations and access changes.
+CONTROL_GROUP = "rc.control"
 
 
 def encode(event: Event) -> str:
@@ -28,7 +31,14 @@ def encode(event: Event) -> str:
 
 def layer_message(event: Event, text: str) -> dict[str, str]:
     """What travels through the channel layer: the pre-encoded frame plus what filters need."""
-    return {"type": EVENT_MESSAGE_TYPE, "event": event.type, "channel": str(event.channel), "text": text}
+    return {
+        "type": EVENT_MESSAGE_TYPE,
+        "group": event.group,
+        "channel": str(event.channel),
+        "category": event.category,
+        "event": event.type,
+        "text": text,
+    }
 
 
 def publish_on_commit(event: Event, *, using: str | None = None) -> None:
@@ -42,3 +52,22 @@ def send_event_rollback_unsafe(event: Event, text: str | None = None) -> None:
     text = text if text is not None else encode(event)
     async_to_sync(get_channel_layer().group_send)(event.group, layer_message(event, text))
     logger.debug("published %s to %s", event.type, event.group)
+
+
+def control_on_commit(action: str, *, using: str | None = None, **fields: object) -> None:
+    """Tell every server process, after commit, about a revocation or an access change.
+
+    Actions: `revoke_key` (key_id), `revoke_user` (user_id), `channel_deleted` (channel) and
+    `access_changed` (channel, optional user_id: re-check that user's or everyone's access).
+    """
+    message = {"type": CONTROL_MESSAGE_TYPE, "action": action, **fields}
+    transaction.on_commit(partial(_send_control, message), using=using, robust=True)
+
+
+def _send_control(message: dict) -> None:
+    async_to_sync(get_channel_layer().group_send)(CONTROL_GROUP, message)
+
+
+async def publish_now(event: Event) -> None:
+    """Send from async code (presence transitions): not tied to any database transaction."""
+    await get_channel_layer().group_send(event.group, layer_message(event, encode(event)))

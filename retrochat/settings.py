@@ -86,23 +86,16 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL")
-if DATABASE_URL:
-    # Short-lived connections: under ASGI, persistent ones outlive the thread that opened them.
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "db.sqlite3",
-            "OPTIONS": {
-                # WAL lets readers proceed during a write; IMMEDIATE takes the write lock at BEGIN,
-                # so concurrent writers wait (up to `timeout`) instead of failing with "locked".
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
-        }
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+# Short-lived connections: under ASGI, persistent ones outlive the thread that opened them.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets readers proceed during a write; IMMEDIATE takes the write lock at BEGIN, so
+        # concurrent writers wait (up to `timeout` seconds) instead of failing with "locked".
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -125,7 +118,9 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Each server process's hub reads one channel; a generous capacity keeps bursts from being
+    # dropped (the in-memory layer drops silently when a channel is full).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 100_000}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Auth -----------------------------------------------------------------------------------
@@ -190,7 +185,10 @@ RETROCHAT_MAX_SUBSCRIPTIONS = env_int("RETROCHAT_MAX_SUBSCRIPTIONS", 100)
 RETROCHAT_RATE_PER_SECOND = env_int("RETROCHAT_RATE_PER_SECOND", 20)
 RETROCHAT_RATE_BURST = env_int("RETROCHAT_RATE_BURST", 40)
 RETROCHAT_MAX_CONNECTIONS_PER_USER = env_int("RETROCHAT_MAX_CONNECTIONS_PER_USER", 50)
+# The server pings every interval and drops a peer that has not answered within the timeout
+# (retrochat/serve.py passes both to daphne).
 RETROCHAT_HEARTBEAT_INTERVAL = env_int("RETROCHAT_HEARTBEAT_INTERVAL", 25)
+RETROCHAT_HEARTBEAT_TIMEOUT = env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20)
 
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = {

@@ -29,6 +29,16 @@ class Room(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @classmethod
+    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
+        instance = super().from_db(db, field_names, values)
+        # Remembered so that making a room private can re-check who may still watch it.
+        instance._loaded_is_private = instance.__dict__.get("is_private")
+        return instance
+
+    def became_private(self) -> bool:
+        return bool(self.is_private) and getattr(self, "_loaded_is_private", True) is False
+
 
 class Membership(models.Model):
     class Role(models.TextChoices):

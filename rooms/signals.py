@@ -14,7 +14,8 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from realtime import events
-from realtime.publish import publish_on_commit
+from realtime import channel_names
+from realtime.publish import control_on_commit, publish_on_commit
 from rooms.models import Conversation, Membership, Message, Room
 from rooms.services import RemovalReason
 
@@ -43,10 +44,18 @@ def room_saved(sender: type, instance: Room, created: bool, raw: bool = False, u
     if raw or created:
         return
     publish_on_commit(events.room_updated(instance), using=using)
+    if instance.became_private():  # non-members watching it lose access
+        control_on_commit("access_changed", channel=str(channel_names.room(instance.pk)), using=using)
+    instance._loaded_is_private = instance.is_private
 
 
 def room_deleted(sender: type, instance: Room, using: str | None = None, **kwargs: Any) -> None:
     publish_on_commit(events.room_deleted(instance.pk, reason=RemovalReason.DELETED), using=using)
+    control_on_commit("channel_deleted", channel=str(channel_names.room(instance.pk)), using=using)
+
+
+def conversation_deleted(sender: type, instance: Conversation, using: str | None = None, **kwargs: Any) -> None:
+    control_on_commit("channel_deleted", channel=str(channel_names.conversation(instance.pk)), using=using)
 
 
 def membership_saved(sender: type, instance: Membership, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
@@ -65,6 +74,10 @@ def membership_deleted(sender: type, instance: Membership, using: str | None = N
     reason = getattr(instance, "removal_reason", RemovalReason.REMOVED)
     publish_on_commit(events.room_left(instance.room_id, user_id=instance.user_id, reason=reason), using=using)
     publish_on_commit(events.room_updated(instance.room), using=using)
+    if instance.room.is_private:  # a former member may no longer watch it
+        control_on_commit(
+            "access_changed", channel=str(channel_names.room(instance.room_id)), user_id=instance.user_id, using=using
+        )
 
 
 def connect() -> None:
@@ -72,5 +85,6 @@ def connect() -> None:
     post_delete.connect(message_deleted, sender=Message, dispatch_uid="rooms.message_deleted")
     post_save.connect(room_saved, sender=Room, dispatch_uid="rooms.room_saved")
     post_delete.connect(room_deleted, sender=Room, dispatch_uid="rooms.room_deleted")
+    post_delete.connect(conversation_deleted, sender=Conversation, dispatch_uid="rooms.conversation_deleted")
     post_save.connect(membership_saved, sender=Membership, dispatch_uid="rooms.membership_saved")
     post_delete.connect(membership_deleted, sender=Membership, dispatch_uid="rooms.membership_deleted")

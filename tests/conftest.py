@@ -4,12 +4,15 @@ With REDIS_URL and DATABASE_URL set (as .ci/run does), the same tests run agains
 PostgreSQL. A configured service that does not answer fails the run at once: it never skips.
 """
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
 from tests import factories
+from tests.live import LiveServer
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -21,6 +24,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
         except redis.RedisError as exc:
             pytest.exit(f"REDIS_URL={redis_url} is set but Redis does not answer: {exc}", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):  # type: ignore[no-untyped-def]
+    """SQLite: a test database in a file (in memory when /dev/shm exists), so live server processes share it."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+        database.setdefault("TEST", {})["NAME"] = str(folder / f"retrochat-test-{os.getpid()}.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def server(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+    """One real server process for the session's live tests (tests needing a fresh one start their own)."""
+    with LiveServer(RETROCHAT_WRITE_THROTTLE="off") as live:
+        yield live
 
 
 @pytest.fixture(autouse=True)

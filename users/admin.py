@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -18,6 +19,8 @@ class UserAdmin(DjangoUserAdmin):
         ("Profile", {"fields": ["display_name", "avatar_url", "last_seen_at"]}),
     ]
     readonly_fields = ["last_seen_at", "last_login", "date_joined"]
+    # An avatar URL typed without a scheme means https (Django 6's default, stated explicitly).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 class ApiKeyStateFilter(admin.SimpleListFilter):

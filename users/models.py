@@ -21,7 +21,11 @@ class User(AbstractUser):
     def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
         instance = super().from_db(db, field_names, values)
         instance._loaded_profile = instance.profile_snapshot()
+        instance._loaded_is_active = instance.__dict__.get("is_active")
         return instance
+
+    def was_deactivated(self) -> bool:
+        return not self.is_active and getattr(self, "_loaded_is_active", False) is True
 
     def profile_snapshot(self) -> tuple:
         return tuple(self.__dict__.get(name) for name in self.PROFILE_FIELDS)

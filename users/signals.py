@@ -1,21 +1,48 @@
-"""Turn committed changes of users into events: `user:updated` when the public profile changes."""
+"""Turn committed changes of users and API keys into events and control messages.
+
+- a change to the public profile → `user:updated`;
+- a user deactivated or deleted, an API key revoked or deleted → every socket authenticated by
+  it is told UNAUTHORIZED and closed with 4001, on every server process (realtime/hub.py).
+"""
 from typing import Any
 
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 
-from realtime import events
-from realtime.publish import publish_on_commit
-from users.models import User
+from realtime import channel_names, events
+from realtime.publish import control_on_commit, publish_on_commit
+from users.models import ApiKey, User
 
 
 def user_saved(sender: type, instance: User, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
     changed = instance.profile_changed_since_load()
+    deactivated = instance.was_deactivated()
     # From now on, compare with what was just saved: a second save() of the same change is not news.
     instance._loaded_profile = instance.profile_snapshot()
-    if raw or created or not changed:
+    instance._loaded_is_active = instance.is_active
+    if raw or created:
         return
-    publish_on_commit(events.user_updated(instance), using=using)
+    if deactivated:
+        control_on_commit("revoke_user", user_id=instance.pk, using=using)
+    if changed:
+        publish_on_commit(events.user_updated(instance), using=using)
+
+
+def user_deleted(sender: type, instance: User, using: str | None = None, **kwargs: Any) -> None:
+    control_on_commit("revoke_user", user_id=instance.pk, using=using)
+    control_on_commit("channel_deleted", channel=str(channel_names.user(instance.pk)), using=using)
+
+
+def api_key_saved(sender: type, instance: ApiKey, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
+    if not raw and instance.revoked_at is not None:
+        control_on_commit("revoke_key", key_id=instance.pk, using=using)
+
+
+def api_key_deleted(sender: type, instance: ApiKey, using: str | None = None, **kwargs: Any) -> None:
+    control_on_commit("revoke_key", key_id=instance.pk, using=using)
 
 
 def connect() -> None:
     post_save.connect(user_saved, sender=User, dispatch_uid="users.user_saved")
+    post_delete.connect(user_deleted, sender=User, dispatch_uid="users.user_deleted")
+    post_save.connect(api_key_saved, sender=ApiKey, dispatch_uid="users.api_key_saved")
+    post_delete.connect(api_key_deleted, sender=ApiKey, dispatch_uid="users.api_key_deleted")

@@ -3,12 +3,18 @@
 Ordering by the primary key, which only grows, makes pages stable while new rows arrive: a cursor
 names a position, so nothing is shown twice and nothing is skipped.
 """
+import binascii
+import re
+from base64 import b64decode
+
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 
 MAX_LIMIT = 100
+# A primary key as the cursor's position: ASCII digits that fit a signed 64-bit integer (retrochat/ids.py).
+_POSITION_RE = re.compile(r"[1-9][0-9]{0,17}", re.ASCII)
 
 
 class NewestFirstCursorPagination(CursorPagination):
@@ -26,7 +32,16 @@ class NewestFirstCursorPagination(CursorPagination):
         return int(raw)
 
     def decode_cursor(self, request: Request) -> Cursor | None:
+        invalid = serializers.ValidationError({"cursor": ["Invalid cursor; use the next or previous link as given."]})
+        encoded = request.query_params.get(self.cursor_query_param)
         try:
-            return super().decode_cursor(request)
-        except NotFound:
-            raise serializers.ValidationError({"cursor": ["Invalid cursor; use the next or previous link as given."]}) from None
+            if encoded is not None:
+                # DRF's decoding skips characters outside the base64 alphabet: "!!!" would read as page one.
+                b64decode(encoded, validate=True)
+            cursor = super().decode_cursor(request)
+        except (NotFound, binascii.Error):
+            raise invalid from None
+        # The position is the last id shown; any other value would reach the database and fail there (a 500).
+        if cursor is not None and cursor.position is not None and not _POSITION_RE.fullmatch(cursor.position):
+            raise invalid
+        return cursor

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.utils import timezone
 
 from users import services
@@ -20,7 +21,10 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="cli", help="A name that says what the key is for (default: cli).")
         parser.add_argument("--expires-in-days", type=int, default=None, help="Expire the key after this many days.")
 
+    @transaction.atomic  # a failed run leaves nothing behind, not even a new user without a key
     def handle(self, *args: Any, username: str, create_user: bool, name: str, expires_in_days: int | None, **options: Any) -> None:
+        if expires_in_days is not None and expires_in_days < 1:
+            raise CommandError("--expires-in-days must be at least 1.")
         user = User.objects.filter(username=username).first()
         try:
             if user is None:
@@ -30,8 +34,6 @@ class Command(BaseCommand):
                 self.stderr.write(f"Created user {username!r}.")
             if not user.is_active:
                 raise CommandError(f"User {username!r} is inactive; its keys would not authenticate.")
-            if expires_in_days is not None and expires_in_days < 1:
-                raise CommandError("--expires-in-days must be at least 1.")
             expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
             api_key, secret = services.api_key_create(user=user, name=name, expires_at=expires_at)
         except ValidationError as exc:

@@ -1,0 +1,78 @@
+"""Who may subscribe to what (SPEC §3.3), checked at every subscribe and re-checked on access changes.
+
+Synchronous (it reads the database); the consumer calls it through `database_sync_to_async`.
+"""
+from dataclasses import dataclass
+from typing import Any
+
+from realtime import channel_names, presence, protocol
+from realtime.channel_names import Channel
+from rest_framework.fields import DateTimeField
+from rooms import access
+from rooms.models import Conversation, Room
+from users.models import User
+
+_timestamp = DateTimeField().to_representation
+
+
+@dataclass(frozen=True)
+class Decision:
+    """`error` is None when allowed; `categories` are the ones the filter grants."""
+
+    error: str | None
+    categories: frozenset[str] = frozenset()
+    presence: dict[str, Any] | None = None
+
+
+_NOT_FOUND = Decision(protocol.CHANNEL_NOT_FOUND)
+_FORBIDDEN = Decision(protocol.FORBIDDEN)
+
+
+def permitted_categories(user: User, channel: Channel) -> tuple[str | None, frozenset[str], User | None]:
+    """(error code or None, the categories this user may receive on the channel, the channel's user)."""
+    if channel.kind == channel_names.ROOM:
+        room = Room.objects.filter(pk=channel.id).first()
+        if room is None:
+            return protocol.CHANNEL_NOT_FOUND, frozenset(), None
+        if not access.can_view_room(user, room):
+            return protocol.FORBIDDEN, frozenset(), None
+        return None, frozenset(channel.categories), None
+    if channel.kind == channel_names.CONVERSATION:
+        conversation = Conversation.objects.filter(pk=channel.id).first()
+        if conversation is None:
+            return protocol.CHANNEL_NOT_FOUND, frozenset(), None
+        if not access.is_participant(user, conversation):
+            return protocol.FORBIDDEN, frozenset(), None
+        return None, frozenset(channel.categories), None
+    subject = User.objects.filter(pk=channel.id).first()
+    if subject is None:
+        return protocol.CHANNEL_NOT_FOUND, frozenset(), None
+    # Anyone may follow a user's activity; their room feed is theirs alone.
+    categories = {"activity", "room"} if subject.pk == user.pk else {"activity"}
+    return None, frozenset(categories), subject
+
+
+def check_subscription(user: User, channel: Channel, event_filter: str) -> Decision:
+    error, permitted, subject = permitted_categories(user, channel)
+    if error:
+        return Decision(error)
+    wanted = protocol.categories_of_filter(channel, event_filter)
+    if event_filter == protocol.ALL_EVENTS:
+        granted = frozenset(wanted & permitted)  # `*`: every event this user may see
+    elif wanted <= permitted:
+        granted = frozenset(wanted)
+    else:
+        return _FORBIDDEN
+    current_presence = None
+    if subject is not None and "activity" in granted:
+        current_presence = {
+            "status": presence.status_of(subject.pk),
+            "last_seen_at": _timestamp(subject.last_seen_at) if subject.last_seen_at else None,
+        }
+    return Decision(None, granted, current_presence)
+
+
+def may_keep(user_id: int, channel: Channel) -> bool:
+    """Whether a connected user still has access to a channel (after a membership or privacy change)."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    return user is not None and permitted_categories(user, channel)[0] is None

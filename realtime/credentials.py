@@ -1,0 +1,93 @@
+"""Who is connecting: the WebSocket handshake's credentials (SPEC §1), in the order the spec gives.
+
+1. `Authorization: Bearer <key>`;
+2. the subprotocol pair `retrochat.v1, bearer.<key>` (browsers cannot set headers); the server
+   selects `retrochat.v1` and never echoes the key;
+3. the Django session cookie, only from an `Origin` that matches ALLOWED_HOSTS (cross-site
+   WebSocket hijacking). A key in the query string is never accepted.
+"""
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from channels.auth import get_user
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.http.request import validate_host
+
+from users import keys
+from users.models import ApiKey, User
+
+SUBPROTOCOL = "retrochat.v1"
+BEARER_SUBPROTOCOL_PREFIX = "bearer."
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The outcome of the handshake: a user (and the key that authenticated it), or an error."""
+
+    user: User | None = None
+    api_key: ApiKey | None = None
+    error: str | None = None  # protocol.UNAUTHORIZED or protocol.FORBIDDEN_ORIGIN
+    subprotocol: str | None = None
+
+
+def _header(scope: dict, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value
+    return None
+
+
+def chosen_subprotocol(scope: dict) -> str | None:
+    return SUBPROTOCOL if SUBPROTOCOL in scope.get("subprotocols", []) else None
+
+
+def _bearer_from_header(scope: dict) -> str | None:
+    """The key from `Authorization: Bearer …`; '' when the header is there but not a bearer key."""
+    raw = _header(scope, b"authorization")
+    if raw is None:
+        return None
+    parts = raw.split()
+    if len(parts) != 2 or parts[0].lower() != b"bearer":
+        return ""
+    try:
+        return parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        return ""
+
+
+def _bearer_from_subprotocols(scope: dict) -> str | None:
+    offered = scope.get("subprotocols", [])
+    if SUBPROTOCOL not in offered:
+        return None
+    for item in offered:
+        if item.startswith(BEARER_SUBPROTOCOL_PREFIX):
+            return item[len(BEARER_SUBPROTOCOL_PREFIX) :]
+    return None
+
+
+def origin_allowed(scope: dict) -> bool:
+    raw = _header(scope, b"origin")
+    if not raw:
+        return False
+    host = urlsplit(raw.decode("latin-1")).hostname
+    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+
+
+async def authenticate(scope: dict) -> Credentials:
+    subprotocol = chosen_subprotocol(scope)
+    secret = _bearer_from_header(scope)
+    if secret is None:
+        secret = _bearer_from_subprotocols(scope)
+    if secret is not None:
+        api_key = await database_sync_to_async(keys.verify)(secret) if secret else None
+        if api_key is None:
+            return Credentials(error="UNAUTHORIZED", subprotocol=subprotocol)
+        return Credentials(user=api_key.user, api_key=api_key, subprotocol=subprotocol)
+    if "session" in scope:
+        user = await get_user(scope)
+        if user.is_authenticated:
+            if not origin_allowed(scope):
+                return Credentials(error="FORBIDDEN_ORIGIN", subprotocol=subprotocol)
+            return Credentials(user=user, subprotocol=subprotocol)
+    return Credentials(error="UNAUTHORIZED", subprotocol=subprotocol)

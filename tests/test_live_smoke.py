@@ -1,0 +1,24 @@
+"""The shortest end-to-end path: a real server, a real WebSocket client, a REST post."""
+import pytest
+
+from tests import factories
+from tests.live import recv_json, request_reply
+
+
+@pytest.fixture
+def ada_with_room(transactional_db):  # type: ignore[no-untyped-def]
+    ada = factories.make_user("ada")
+    return ada, factories.make_key(ada), factories.make_room(ada)
+
+
+async def test_message_posted_over_rest_arrives_over_websocket(server, ada_with_room):
+    ada, key, room = ada_with_room
+    async with server.connect(key) as ws:
+        connected = await recv_json(ws)
+        assert connected["type"] == "connected"
+        assert connected["user_id"] == f"user_{ada.pk}"
+        reply = await request_reply(ws, {"type": "subscribe", "channel": f"room:{room.pk}", "ref": "1"})
+        assert reply == {"type": "subscribed", "channel": f"room:{room.pk}", "event": "*", "ref": "1"}
+        status, body = await server.arequest("POST", f"/v1/rooms/{room.pk}/messages", key, {"content": "hi"})
+        assert status == 201
+        assert await recv_json(ws) == {"type": "message:new", "channel": f"room:{room.pk}", "data": body}
