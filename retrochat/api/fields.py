@@ -41,6 +41,12 @@ class PrefixedRelatedField(serializers.RelatedField):
         self.kind = kind
         super().__init__(**kwargs)
 
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        # DRF's related fields read "" as null ("may not be null"); here it is a malformed id.
+        if data == "":
+            self.fail("malformed", kind=self.kind, example=ids.format_id(self.prefix, 12))
+        return super().run_validation(data)
+
     def to_internal_value(self, data: Any) -> Model:
         pk = ids.parse_id(self.prefix, data)
         if pk is None:

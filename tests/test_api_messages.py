@@ -1,0 +1,576 @@
+"""REST: room message history, posting, and single messages (SPEC §2, §3.3)."""
+import base64
+from datetime import UTC, datetime
+
+import pytest
+
+from rooms import services
+from rooms.models import Message
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+NOT_FOUND = {"code": "NOT_FOUND", "message": "Not found."}
+JOIN_TO_POST = {"code": "FORBIDDEN", "message": "Join the room to post in it."}
+AUTHOR_ONLY = {"code": "FORBIDDEN", "message": "Only the author can edit a message."}
+CANNOT_DELETE = {
+    "code": "FORBIDDEN",
+    "message": "Only the author, the room's owner and admins can delete this message.",
+}
+BAD_LIMIT = ["Must be an integer from 1 to 100."]
+
+ID_FORMS = [pytest.param(str, id="bare"), pytest.param(None, id="prefixed")]
+
+
+def in_form(form, prefix: str, pk: int) -> str:  # type: ignore[no-untyped-def]
+    return form(pk) if form else f"{prefix}_{pk}"
+
+
+def iso(moment: datetime) -> str:
+    """A timestamp as the API renders it: ISO 8601 in UTC with a `Z`."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def message_body(message: Message) -> dict:
+    """The room message as stored now, in the shape REST answers."""
+    message = Message.objects.get(pk=message.pk)
+    return {
+        "id": f"msg_{message.pk}",
+        "room_id": f"room_{message.room_id}",
+        "user_id": f"user_{message.author_id}",
+        "content": message.content,
+        "created_at": iso(message.created_at),
+        "updated_at": iso(message.updated_at),
+    }
+
+
+def b64(text: str) -> str:
+    """A cursor crafted by hand, encoded the way DRF encodes its own."""
+    return base64.b64encode(text.encode()).decode()
+
+
+def validation_error(**details: list[str]) -> dict:
+    return {"code": "VALIDATION_ERROR", "message": "The request is not valid; see details.", "details": details}
+
+
+def page(*messages: Message) -> dict:
+    return {"results": [message_body(m) for m in messages], "next": None, "previous": None}
+
+
+@pytest.fixture
+def staff(db):  # type: ignore[no-untyped-def]
+    return factories.make_user("root", is_staff=True)
+
+
+@pytest.fixture
+def room(user, other_user):  # type: ignore[no-untyped-def]
+    """A public room owned by `other_user`, with `user` as a plain member."""
+    return factories.make_room(other_user, "lobby", members=(user,))
+
+
+@pytest.fixture
+def private_room(other_user):  # type: ignore[no-untyped-def]
+    """A private room owned by `other_user` that `user` does not belong to."""
+    return factories.make_room(other_user, "secret", is_private=True)
+
+
+def post(client, room, content: object = "hello"):  # type: ignore[no-untyped-def]
+    return client.post(f"/v1/rooms/{room.pk}/messages", {"content": content}, format="json")
+
+
+# --- POST /v1/rooms/{id}/messages ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ID_FORMS)
+def test_a_member_posts_a_message(api, user, room, form):
+    response = api.post(f"/v1/rooms/{in_form(form, 'room', room.pk)}/messages", {"content": "Hello!"}, format="json")
+
+    assert response.status_code == 201
+    message = Message.objects.get()
+    assert (message.room_id, message.author_id, message.content) == (room.pk, user.pk, "Hello!")
+    assert response.json() == {
+        "id": f"msg_{message.pk}",
+        "room_id": f"room_{room.pk}",
+        "user_id": f"user_{user.pk}",
+        "content": "Hello!",
+        "created_at": iso(message.created_at),
+        "updated_at": iso(message.updated_at),
+    }
+
+
+def test_a_room_message_has_no_conversation_id(api, room):
+    response = post(api, room)
+
+    assert response.status_code == 201
+    assert "conversation_id" not in response.json()
+
+
+def test_message_timestamps_are_utc_with_a_z(api, room):
+    body = post(api, room).json()
+
+    assert body["created_at"].endswith("Z")
+    assert body["updated_at"].endswith("Z")
+
+
+def test_a_member_of_a_private_room_posts_a_message(api, user, other_user):
+    room = factories.make_room(other_user, is_private=True, members=(user,))
+
+    response = post(api, room)
+
+    assert response.status_code == 201
+    assert response.json() == message_body(Message.objects.get())
+
+
+def test_the_server_never_renders_html(api, room):
+    response = post(api, room, "<b>bold</b> & <script>x</script>")
+
+    assert response.status_code == 201
+    assert response.json()["content"] == "<b>bold</b> & <script>x</script>"
+
+
+def test_a_non_member_cannot_post_in_a_public_room(api, other_user):
+    room = factories.make_room(other_user)
+
+    response = post(api, room)
+
+    assert response.status_code == 403
+    assert response.json() == JOIN_TO_POST
+    assert not Message.objects.exists()
+
+
+def test_posting_in_a_private_room_i_cannot_see_answers_404(api, private_room):
+    response = post(api, private_room)
+
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+    assert not Message.objects.exists()
+
+
+def test_posting_in_a_room_that_does_not_exist_answers_404(api, db):
+    response = api.post("/v1/rooms/987654/messages", {"content": "hi"}, format="json")
+
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+
+
+def test_posting_requires_authentication(anon, room):
+    response = post(anon, room)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "UNAUTHORIZED"
+    assert not Message.objects.exists()
+
+
+# --- content validation ----------------------------------------------------------------------
+
+
+def test_content_is_trimmed(api, room):
+    response = post(api, room, "  \n hello there \t ")
+
+    assert response.status_code == 201
+    assert response.json()["content"] == "hello there"
+    assert Message.objects.get().content == "hello there"
+
+
+def test_content_of_exactly_4000_characters_is_accepted(api, room):
+    response = post(api, room, "x" * 4000)
+
+    assert response.status_code == 201
+    assert Message.objects.get().content == "x" * 4000
+
+
+def test_content_of_4000_characters_after_trimming_is_accepted(api, room):
+    response = post(api, room, "  " + "x" * 4000 + "  ")
+
+    assert response.status_code == 201
+    assert Message.objects.get().content == "x" * 4000
+
+
+def test_content_of_4001_characters_is_rejected(api, room):
+    response = post(api, room, "x" * 4001)
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(content=["Ensure this field has no more than 4000 characters."])
+    assert not Message.objects.exists()
+
+
+def test_content_of_4001_characters_after_trimming_is_rejected(api, room):
+    response = post(api, room, " " + "x" * 4001 + " ")
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(content=["Ensure this field has no more than 4000 characters."])
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize("content", ["", "   ", "\n\t  \r\n"], ids=["empty", "spaces", "whitespace"])
+def test_blank_content_is_rejected(api, room, content):
+    response = post(api, room, content)
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(content=["This field may not be blank."])
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        (123, "Must be a string."),
+        (["hello"], "Must be a string."),
+        ({"text": "hello"}, "Must be a string."),
+        (True, "Must be a string."),
+        (None, "This field may not be null."),
+    ],
+    ids=["number", "list", "object", "boolean", "null"],
+)
+def test_content_of_the_wrong_type_is_rejected(api, room, content, error):
+    response = post(api, room, content)
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(content=[error])
+    assert not Message.objects.exists()
+
+
+def test_missing_content_is_rejected(api, room):
+    response = api.post(f"/v1/rooms/{room.pk}/messages", {}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(content=["This field is required."])
+    assert not Message.objects.exists()
+
+
+def test_an_unknown_field_is_rejected(api, room):
+    response = api.post(f"/v1/rooms/{room.pk}/messages", {"content": "hi", "foo": 1}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(foo=["Unknown field."])
+    assert not Message.objects.exists()
+
+
+def test_a_body_that_is_a_json_list_is_rejected(api, room):
+    response = api.post(f"/v1/rooms/{room.pk}/messages", [{"content": "hi"}], format="json")
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(
+        non_field_errors=["Invalid data. Expected a dictionary, but got list."]
+    )
+    assert not Message.objects.exists()
+
+
+def test_a_body_that_is_not_json_is_rejected(api, room):
+    response = api.post(f"/v1/rooms/{room.pk}/messages", "{content: hi", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "INVALID_JSON"
+    assert not Message.objects.exists()
+
+
+def test_content_with_a_null_character_is_rejected(api, room):
+    response = post(api, room, "nul\x00here")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "VALIDATION_ERROR"
+    assert list(response.json()["details"]) == ["content"]
+    assert not Message.objects.exists()
+
+
+# --- GET /v1/rooms/{id}/messages -------------------------------------------------------------
+
+
+def test_history_is_newest_first(api, user, room):
+    first, second, third = (factories.make_message(user, room=room, content=c) for c in ["one", "two", "three"])
+
+    response = api.get(f"/v1/rooms/{room.pk}/messages")
+
+    assert response.status_code == 200
+    assert response.json() == page(third, second, first)
+
+
+def test_history_holds_only_that_rooms_messages(api, user, room):
+    elsewhere = factories.make_room(user, "elsewhere")
+    factories.make_message(user, room=elsewhere)
+    here = factories.make_message(user, room=room)
+
+    response = api.get(f"/v1/rooms/room_{room.pk}/messages")
+
+    assert response.json() == page(here)
+
+
+def test_a_non_member_can_read_a_public_room(api, other_user):
+    room = factories.make_room(other_user)
+    message = factories.make_message(other_user, room=room)
+
+    response = api.get(f"/v1/rooms/{room.pk}/messages")
+
+    assert response.status_code == 200
+    assert response.json() == page(message)
+
+
+def test_reading_a_private_room_i_cannot_see_answers_404(api, other_user, private_room):
+    factories.make_message(other_user, room=private_room)
+
+    response = api.get(f"/v1/rooms/{private_room.pk}/messages")
+
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+
+
+def test_staff_can_read_a_private_room(client_for, staff, other_user, private_room):
+    message = factories.make_message(other_user, room=private_room)
+
+    response = client_for(staff).get(f"/v1/rooms/{private_room.pk}/messages")
+
+    assert response.status_code == 200
+    assert response.json() == page(message)
+
+
+# --- pagination ------------------------------------------------------------------------------
+
+
+def test_history_pages_by_limit(api, user, room):
+    messages = [factories.make_message(user, room=room, content=str(n)) for n in range(3)]
+
+    response = api.get(f"/v1/rooms/{room.pk}/messages?limit=2")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["results"] == [message_body(messages[2]), message_body(messages[1])]
+    assert body["previous"] is None
+    assert body["next"].startswith(f"http://testserver/v1/rooms/{room.pk}/messages?")
+    assert "limit=2" in body["next"]
+
+
+def test_the_last_page_has_no_next_link_and_a_previous_link(api, user, room):
+    messages = [factories.make_message(user, room=room, content=str(n)) for n in range(3)]
+    first_page = api.get(f"/v1/rooms/{room.pk}/messages?limit=2").json()
+
+    response = api.get(first_page["next"])
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["results"] == [message_body(messages[0])]
+    assert body["next"] is None
+    assert body["previous"] is not None
+
+
+def test_walking_the_history_while_messages_arrive_shows_each_old_message_exactly_once(api, user, other_user, room):
+    history = [factories.make_message(user, room=room, content=f"old {n}") for n in range(7)]
+    seen: list[str] = []
+    arrived: list[Message] = []
+
+    url = f"/v1/rooms/{room.pk}/messages?limit=2"
+    while url is not None:
+        body = api.get(url).json()
+        seen.extend(item["id"] for item in body["results"])
+        arrived.append(factories.make_message(other_user, room=room, content=f"new {len(arrived)}"))
+        url = body["next"]
+
+    assert seen == [f"msg_{m.pk}" for m in reversed(history)]
+    assert len(arrived) == 4
+    assert Message.objects.filter(room=room).count() == 11
+
+
+def test_following_previous_links_goes_back_to_the_newest(api, user, room):
+    messages = [factories.make_message(user, room=room, content=str(n)) for n in range(4)]
+    first = api.get(f"/v1/rooms/{room.pk}/messages?limit=2").json()
+    second = api.get(first["next"]).json()
+
+    response = api.get(second["previous"])
+
+    assert response.status_code == 200
+    assert response.json()["results"] == [message_body(messages[3]), message_body(messages[2])]
+
+
+def test_the_default_page_holds_50_messages(api, user, room):
+    messages = [factories.make_message(user, room=room, content=str(n)) for n in range(51)]
+
+    body = api.get(f"/v1/rooms/{room.pk}/messages").json()
+
+    assert [item["id"] for item in body["results"]] == [f"msg_{m.pk}" for m in reversed(messages[1:])]
+    assert body["next"] is not None
+    assert api.get(body["next"]).json()["results"] == [message_body(messages[0])]
+
+
+def test_a_limit_of_100_is_accepted(api, user, room):
+    messages = [factories.make_message(user, room=room, content=str(n)) for n in range(3)]
+
+    response = api.get(f"/v1/rooms/{room.pk}/messages?limit=100")
+
+    assert response.status_code == 200
+    assert response.json() == page(*reversed(messages))
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "abc", "-1", "2.5", "", "1e2", "０"])
+def test_a_limit_outside_1_to_100_is_rejected(api, room, limit):
+    response = api.get(f"/v1/rooms/{room.pk}/messages", {"limit": limit})
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(limit=BAD_LIMIT)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "!!!",
+        "cD0xMjM",  # "p=123" with its padding cut off
+        b64("p=abc"),
+        b64("p="),
+        b64("p=-5"),
+        b64("p=99999999999999999999999"),
+        b64("o=-1"),
+        b64("r=x"),
+    ],
+)
+def test_a_garbage_cursor_is_rejected(api, user, room, cursor):
+    factories.make_message(user, room=room)
+
+    response = api.get(f"/v1/rooms/{room.pk}/messages", {"cursor": cursor})
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(cursor=["Invalid cursor; use the next or previous link as given."])
+
+
+# --- GET /v1/messages/{id} -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ID_FORMS)
+def test_reading_a_message_in_a_public_room(api, other_user, form):
+    message = factories.make_message(other_user, room=factories.make_room(other_user))
+
+    response = api.get(f"/v1/messages/{in_form(form, 'msg', message.pk)}")
+
+    assert response.status_code == 200
+    assert response.json() == message_body(message)
+
+
+def test_reading_a_message_in_a_private_room_i_cannot_see_answers_404(api, other_user, private_room):
+    message = factories.make_message(other_user, room=private_room)
+
+    response = api.get(f"/v1/messages/msg_{message.pk}")
+
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+
+
+def test_reading_a_message_that_does_not_exist_answers_404(api, db):
+    response = api.get("/v1/messages/msg_987654")
+
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+
+
+# --- PATCH /v1/messages/{id} -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ID_FORMS)
+def test_the_author_edits_a_message(api, user, room, form):
+    message = factories.make_message(user, room=room, content="typo")
+
+    response = api.patch(f"/v1/messages/{in_form(form, 'msg', message.pk)}", {"content": "  fixed  "}, format="json")
+
+    assert response.status_code == 200
+    assert Message.objects.get(pk=message.pk).content == "fixed"
+    assert response.json() == message_body(message)
+
+
+@pytest.mark.parametrize("editor", ["owner", "staff", "member"])
+def test_nobody_but_the_author_edits_a_message(client_for, user, other_user, third_user, staff, room, editor):
+    message = factories.make_message(user, room=room, content="mine")
+    if editor == "member":
+        services.membership_add(room=room, user=third_user)
+    actor = {"owner": other_user, "staff": staff, "member": third_user}[editor]
+
+    response = client_for(actor).patch(f"/v1/messages/{message.pk}", {"content": "theirs"}, format="json")
+
+    assert response.status_code == 403
+    assert response.json() == AUTHOR_ONLY
+    assert Message.objects.get(pk=message.pk).content == "mine"
+
+
+def test_editing_a_message_i_cannot_see_answers_404(api, other_user, private_room):
+    message = factories.make_message(other_user, room=private_room, content="secret")
+
+    response = api.patch(f"/v1/messages/{message.pk}", {"content": "leaked"}, format="json")
+
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+    assert Message.objects.get(pk=message.pk).content == "secret"
+
+
+@pytest.mark.parametrize(
+    "body, details",
+    [
+        ({"content": "   "}, {"content": ["This field may not be blank."]}),
+        ({"content": "x" * 4001}, {"content": ["Ensure this field has no more than 4000 characters."]}),
+        ({"content": 123}, {"content": ["Must be a string."]}),
+        ({"content": "ok", "foo": "bar"}, {"foo": ["Unknown field."]}),
+    ],
+    ids=["blank", "too-long", "number", "unknown-field"],
+)
+def test_an_invalid_edit_is_rejected_and_changes_nothing(api, user, room, body, details):
+    message = factories.make_message(user, room=room, content="original")
+
+    response = api.patch(f"/v1/messages/{message.pk}", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(**details)
+    assert Message.objects.get(pk=message.pk).content == "original"
+
+
+# --- DELETE /v1/messages/{id} ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deleter", ["author", "owner", "admin", "staff"])
+def test_author_room_owner_room_admin_and_staff_delete_a_message(
+    client_for, user, other_user, third_user, staff, room, deleter
+):
+    message = factories.make_message(user, room=room)
+    if deleter == "admin":
+        factories.make_admin(room, third_user)
+    actor = {"author": user, "owner": other_user, "admin": third_user, "staff": staff}[deleter]
+
+    response = client_for(actor).delete(f"/v1/messages/msg_{message.pk}")
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert not Message.objects.filter(pk=message.pk).exists()
+
+
+def test_a_plain_member_cannot_delete_someone_elses_message(client_for, user, other_user, room):
+    message = factories.make_message(other_user, room=room)
+
+    response = client_for(user).delete(f"/v1/messages/{message.pk}")
+
+    assert response.status_code == 403
+    assert response.json() == CANNOT_DELETE
+    assert Message.objects.filter(pk=message.pk).exists()
+
+
+def test_a_non_member_cannot_delete_a_message_in_a_public_room(client_for, user, third_user, room):
+    message = factories.make_message(user, room=room)
+
+    response = client_for(third_user).delete(f"/v1/messages/{message.pk}")
+
+    assert response.status_code == 403
+    assert response.json() == CANNOT_DELETE
+    assert Message.objects.filter(pk=message.pk).exists()
+
+
+def test_deleting_a_message_i_cannot_see_answers_404(api, other_user, private_room):
+    message = factories.make_message(other_user, room=private_room)
+
+    response = api.delete(f"/v1/messages/{message.pk}")
+
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+    assert Message.objects.filter(pk=message.pk).exists()
+
+
+def test_a_deleted_message_is_gone_from_the_history(api, user, room):
+    kept = factories.make_message(user, room=room, content="kept")
+    gone = factories.make_message(user, room=room, content="gone")
+
+    api.delete(f"/v1/messages/{gone.pk}")
+
+    assert api.get(f"/v1/rooms/{room.pk}/messages").json() == page(kept)
+    assert api.get(f"/v1/messages/{gone.pk}").status_code == 404
