@@ -15,24 +15,17 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from realtime import authorization, credentials, events, presence, protocol
+from realtime import authorization, credentials, presence, protocol, transitions
 from realtime.channel_names import Channel
 from realtime.hub import Hub, get_hub
 from realtime.limits import FrameRateLimiter
 from realtime.protocol import ClientFrame, ProtocolError
-from realtime.publish import publish_now
 from retrochat import ids
-from users.models import User
 
 logger = logging.getLogger("retrochat.realtime")
 
 # Frame handlers never raise to the client: this is what a bug looks like from outside.
 INTERNAL_ERROR_MESSAGE = "Something went wrong on our side; it has been logged."
-
-
-def _store_last_seen(user_id: int, at: Any) -> None:
-    # update(): last_seen_at is not part of the public profile, so no `user:updated` either.
-    User.objects.filter(pk=user_id).update(last_seen_at=at)
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -60,6 +53,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.limiter = FrameRateLimiter(settings.RETROCHAT_RATE_PER_SECOND, settings.RETROCHAT_RATE_BURST)
         self.expiry_timer: asyncio.TimerHandle | None = None
         self.background: set[asyncio.Task] = set()
+        self.disconnected = asyncio.Event()
+        # While access to a channel is re-checked, its events wait here (by channel name), so that
+        # a user who lost the right to it gets none of them: not even the event of the change itself.
+        self.held: dict[str, list[str]] = {}
+        self.rechecks: dict[Channel, int] = {}  # re-checks in flight, per channel
 
         creds = await credentials.authenticate(self.scope)
         await self.accept(creds.subprotocol)
@@ -70,7 +68,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.fail(protocol.UNAUTHORIZED, "Missing or invalid credentials.", protocol.CLOSE_UNAUTHORIZED)
             return
         user = creds.user
-        if presence.open_connection_count(user.pk) >= settings.RETROCHAT_MAX_CONNECTIONS_PER_USER:
+        connection_id = uuid.uuid4().hex
+        # Registering and counting is one atomic step (one Lua script with Redis), so that the
+        # per-user limit holds across processes and exactly one connection is the "first".
+        outcome = await presence.backend().open(user.pk, connection_id, settings.RETROCHAT_MAX_CONNECTIONS_PER_USER)
+        if outcome == presence.LIMIT_REACHED:
             await self.fail(
                 protocol.CONNECTION_LIMIT,
                 f"At most {settings.RETROCHAT_MAX_CONNECTIONS_PER_USER} open connections per user.",
@@ -80,11 +82,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.user = user
         self.user_id = user.pk
         self.api_key_id = creds.api_key.pk if creds.api_key else None
-        self.connection_id = uuid.uuid4().hex
+        self.connection_id = connection_id
+        self.registered = True
         self.hub: Hub = await get_hub()
         self.hub.register(self)
-        self.registered = True
-        went_online = presence.connection_opened(user.pk)
         await self.send_text(
             protocol.connected(
                 connection_id=self.connection_id,
@@ -102,11 +103,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.expiry_timer = asyncio.get_running_loop().call_later(
                 delay, lambda: self._spawn(self.revoke("The API key of this connection expired."))
             )
-        if went_online:
-            await publish_now(events.user_presence(user.pk, status=presence.ONLINE, at=timezone.now()))
+        if outcome == presence.WENT_ONLINE:
+            await transitions.went_online(user.pk)
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        try:
+            await self._clean_up()
+        finally:
+            self.disconnected.set()  # graceful shutdown waits for this (realtime/shutdown.py)
+
+    async def _clean_up(self) -> None:
         if self.expiry_timer:
             self.expiry_timer.cancel()
         for task in self.background:
@@ -118,10 +125,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         for group in list(self.joined_groups):
             await self.hub.leave(group, self)
         self.joined_groups.clear()
-        if presence.connection_closed(self.user_id):
-            now = timezone.now()
-            await database_sync_to_async(_store_last_seen)(self.user_id, now)
-            await publish_now(events.user_presence(self.user_id, status=presence.OFFLINE, at=now))
+        if await presence.backend().close(self.user_id, self.connection_id):
+            await transitions.went_offline(self.user_id)
 
     async def fail(self, code: str, message: str, close_code: int) -> None:
         """An error frame, then close with `close_code` (handshake failures and revocations)."""
@@ -239,6 +244,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         needed = set().union(*filters.values()) if filters else set()
         if not filters:
             self.filters.pop(channel, None)
+            self.held.pop(str(channel), None)  # nothing held is wanted any more
         for category in channel.categories:
             group = channel.group(category)
             if category not in needed and group in self.joined_groups:
@@ -255,7 +261,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 continue
             for event_filter, granted in filters.items():
                 if category in granted and protocol.filter_matches(event_filter, category, event_type):
-                    await self.send_text(text)
+                    held = self.held.get(channel)
+                    if held is not None:
+                        held.append(text)
+                    else:
+                        await self.send_text(text)
                     return
             return
 
@@ -266,16 +276,36 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def lose_channel(self, channel: Channel, reason: str, recheck: bool) -> None:
         if channel not in self.filters:
             return
-        if recheck:  # a database read: off the hub's delivery loop
+        if recheck:  # a database read: off the hub's delivery loop, holding the channel's events meanwhile
+            self.held.setdefault(str(channel), [])
+            self.rechecks[channel] = self.rechecks.get(channel, 0) + 1
             self._spawn(self._recheck(channel, reason))
             return
         await self._drop(channel, reason)
 
     async def _recheck(self, channel: Channel, reason: str) -> None:
-        if not await database_sync_to_async(authorization.may_keep)(self.user_id, channel):
+        try:
+            keep = await database_sync_to_async(authorization.may_keep)(self.user_id, channel)
+        except Exception:  # fail closed: the client may subscribe again and be checked again
+            logger.exception("realtime: re-checking %s failed for user %s", channel, self.user_id)
+            keep = False
+        self.rechecks[channel] = self.rechecks.get(channel, 1) - 1
+        if not keep:
             await self._drop(channel, reason)
+            return
+        held = self.held.get(str(channel), [])
+        # Write what was held, in order; events arriving meanwhile queue behind it. A newer re-check
+        # in flight keeps holding what is left.
+        while held and not self.rechecks[channel] and not self.closing:
+            await self.send_text(held.pop(0))
+        if not self.rechecks[channel]:
+            self.rechecks.pop(channel, None)
+            self.held.pop(str(channel), None)
 
     async def _drop(self, channel: Channel, reason: str) -> None:
+        self.held.pop(str(channel), None)
+        if not self.rechecks.get(channel):
+            self.rechecks.pop(channel, None)
         if channel not in self.filters or self.closing:
             return
         self.filters[channel].clear()

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
+from realtime import presence, transitions
 from realtime.channel_names import Channel, parse_channel
 from realtime.publish import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, EVENT_MESSAGE_TYPE
 
@@ -25,7 +26,9 @@ logger = logging.getLogger("retrochat.realtime")
 
 class Connection(Protocol):
     user_id: int
+    connection_id: str
     api_key_id: int | None
+    disconnected: asyncio.Event
 
     async def deliver(self, channel: str, category: str, event_type: str, text: str) -> None: ...
     async def revoke(self, message: str) -> None: ...
@@ -41,6 +44,7 @@ class Hub:
         self._membership_lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
+        self._presence_task: asyncio.Task | None = None
         self.connections: set[Connection] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -50,7 +54,9 @@ class Hub:
                 return
             self.channel_name = await self.layer.new_channel(prefix="rc.hub.")
             await self.layer.group_add(CONTROL_GROUP, self.channel_name)
-            self._task = asyncio.get_running_loop().create_task(self._receive_forever(), name="retrochat-hub")
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._receive_forever(), name="retrochat-hub")
+            self._presence_task = loop.create_task(self._maintain_presence(), name="retrochat-presence")
 
     async def _receive_forever(self) -> None:
         while True:
@@ -59,6 +65,22 @@ class Hub:
                 await self._dispatch(message)
             except Exception:  # one bad message must not stop delivery for the whole process
                 logger.exception("hub: failed to dispatch a %s message", message.get("type"))
+
+    async def _maintain_presence(self) -> None:
+        """Keep this process's connections alive in the registry; take dead processes' users offline."""
+        backend = presence.backend()
+        last_refresh = asyncio.get_running_loop().time()
+        while True:
+            await asyncio.sleep(presence.SWEEP_SECONDS)
+            try:
+                now = asyncio.get_running_loop().time()
+                if now - last_refresh >= presence.REFRESH_SECONDS:
+                    await backend.refresh([(c.user_id, c.connection_id) for c in self.connections])
+                    last_refresh = now
+                for user_id in await backend.sweep():
+                    await transitions.went_offline(user_id)
+            except Exception:  # Redis briefly down: try again next round, never stop maintaining
+                logger.exception("presence: refresh or sweep failed")
 
     # --- connections and groups --------------------------------------------------------------
     def register(self, connection: Connection) -> None:
@@ -136,6 +158,11 @@ class Hub:
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
+
+
+def existing_hub() -> Hub | None:
+    """The running loop's hub if one was started (for shutdown), without starting one."""
+    return _hubs.get(asyncio.get_running_loop())
 
 
 async def get_hub() -> Hub:

@@ -37,4 +37,8 @@ class FrameRateLimiter:
 
     def is_abusive(self) -> bool:
         """True after `ABUSE_SECONDS` of over-rate sending with no second-long pause."""
-        return self._abuse_since is not None and self.clock() - self._abuse_since >= ABUSE_SECONDS
+        if self._abuse_since is None or self._last_drop is None:
+            return False
+        now = self.clock()
+        # A second with no drop (even with no frame at all) is a pause: the streak is over.
+        return now - self._last_drop <= 1.0 and now - self._abuse_since >= ABUSE_SECONDS

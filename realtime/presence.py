@@ -1,34 +1,205 @@
-"""Who is online (SPEC §3.6): a user is online while at least one of their connections is open.
+"""Who is online (SPEC §3.6).
 
-This module keeps the count of open connections per user inside this process, which is the whole
-truth for the embedded default (one process).
+A user is online while at least one of their connections is open on any server process; they go
+offline when the last one closes. Each open connection is registered with an expiry that its
+process refreshes every REFRESH_SECONDS; a process that dies stops refreshing, its connections
+expire after TTL_SECONDS, and the sweep (every SWEEP_SECONDS, on every process) takes them offline:
+within TTL + SWEEP = 50 s of the last refresh, under the 60 s of the spec.
+
+Two backends with one behaviour:
+- `LocalPresence`: this process's memory, the whole truth for the embedded default (one process);
+- `RedisPresence` (REDIS_URL set): sorted sets in Redis changed by Lua scripts, so that each
+  transition is atomic across processes: exactly one `user:online` when the first connection
+  anywhere opens and one `user:offline` when the last one closes or expires.
+
+Keys (`P` = RETROCHAT_REDIS_PREFIX): `P:presence:user:<user id>` (connection id → expiry) and
+`P:presence:connections` (`<user id>:<connection id>` → expiry), the sweep's index. A user key
+itself expires 10 minutes after its newest entry, only as garbage collection: it must outlive its
+entries so that the sweep finds them and announces the offline transition.
 """
-from collections import Counter
+import asyncio
+import logging
+import time
+import weakref
+from typing import Any
+
+from django.conf import settings
+
+from retrochat import redis_config
+from retrochat.env import env_int
+
+logger = logging.getLogger("retrochat.presence")
 
 ONLINE = "online"
 OFFLINE = "offline"
 
-_open_connections: Counter[int] = Counter()
+# Overridable for tests that watch a process die; the defaults keep SPEC's 60 s with room to spare.
+TTL_SECONDS = env_int("RETROCHAT_PRESENCE_TTL", 40)
+SWEEP_SECONDS = env_int("RETROCHAT_PRESENCE_SWEEP", 10)
+REFRESH_SECONDS = max(1, TTL_SECONDS // 3)
+
+# What open() answers.
+LIMIT_REACHED = -1  # the user already has the maximum number of connections; nothing registered
+ALREADY_ONLINE = 0
+WENT_ONLINE = 1  # the user's first connection anywhere
 
 
-def connection_opened(user_id: int) -> bool:
-    """Count a new connection; True when it is the user's first (an offline → online transition)."""
-    _open_connections[user_id] += 1
-    return _open_connections[user_id] == 1
+class LocalPresence:
+    """Connections of this process only."""
 
+    def __init__(self) -> None:
+        self._connections: dict[int, set[str]] = {}
 
-def connection_closed(user_id: int) -> bool:
-    """Uncount a connection; True when it was the user's last (an online → offline transition)."""
-    if _open_connections[user_id] <= 1:
-        _open_connections.pop(user_id, None)
+    async def open(self, user_id: int, connection_id: str, limit: int) -> int:
+        """Register a connection: 1 if the user just came online, 0 if already online, LIMIT_REACHED."""
+        connections = self._connections.setdefault(user_id, set())
+        if len(connections) >= limit:
+            if not connections:
+                self._connections.pop(user_id, None)
+            return LIMIT_REACHED
+        connections.add(connection_id)
+        return 1 if len(connections) == 1 else 0
+
+    async def close(self, user_id: int, connection_id: str) -> bool:
+        """Unregister a connection; True when it was the user's last (they went offline)."""
+        connections = self._connections.get(user_id)
+        if not connections or connection_id not in connections:
+            return False
+        connections.discard(connection_id)
+        if connections:
+            return False
+        del self._connections[user_id]
         return True
-    _open_connections[user_id] -= 1
-    return False
+
+    async def refresh(self, connections: list[tuple[int, str]]) -> None:
+        """Nothing expires in memory: the process that holds the connections is the one that counts."""
+
+    async def sweep(self) -> list[int]:
+        return []
+
+    def status_of(self, user_id: int) -> str:
+        return ONLINE if self._connections.get(user_id) else OFFLINE
 
 
-def open_connection_count(user_id: int) -> int:
-    return _open_connections.get(user_id, 0)
+# KEYS: user set, connection index. ARGV: connection id, index member, now, expiry, limit.
+_OPEN = """
+local live = redis.call('ZCOUNT', KEYS[1], ARGV[3], '+inf')
+if live >= tonumber(ARGV[5]) then return -1 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], math.floor((tonumber(ARGV[4]) + 600) * 1000))
+if live == 0 then return 1 end
+return 0
+"""
+
+# KEYS: user set, connection index. ARGV: connection id, index member, now.
+_CLOSE = """
+redis.call('ZREM', KEYS[2], ARGV[2])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('ZCOUNT', KEYS[1], ARGV[3], '+inf') == 0 then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS: connection index. ARGV: now, user key prefix, batch size.
+# Not cluster-safe (it touches user keys it was not given); RetroChat uses one Redis (or Sentinel).
+_SWEEP = """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local offline = {}
+for _, member in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], member)
+  local sep = string.find(member, ':', 1, true)
+  local user_id = string.sub(member, 1, sep - 1)
+  local user_key = ARGV[2] .. user_id
+  if redis.call('ZREM', user_key, string.sub(member, sep + 1)) == 1 then
+    if redis.call('ZCOUNT', user_key, ARGV[1], '+inf') == 0 then
+      redis.call('DEL', user_key)
+      table.insert(offline, user_id)
+    end
+  end
+end
+return offline
+"""
+
+# KEYS: user set, connection index. ARGV: connection id, index member, expiry.
+_REFRESH = """
+redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], math.floor((tonumber(ARGV[3]) + 600) * 1000))
+"""
+
+
+class RedisPresence:
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.user_prefix = f"{prefix}:presence:user:"
+        self.index_key = f"{prefix}:presence:connections"
+        self._sync: Any = None
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+    # One async client per event loop: redis-py connections belong to the loop that opened them.
+    def _client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = self._async_clients[loop] = redis_config.async_client(self.url)
+        return client
+
+    def _keys(self, user_id: int) -> list[str]:
+        return [f"{self.user_prefix}{user_id}", self.index_key]
+
+    async def open(self, user_id: int, connection_id: str, limit: int) -> int:
+        now = time.time()
+        return int(
+            await self._client().eval(
+                _OPEN, 2, *self._keys(user_id), connection_id, f"{user_id}:{connection_id}", now, now + TTL_SECONDS, limit
+            )
+        )
+
+    async def close(self, user_id: int, connection_id: str) -> bool:
+        result = await self._client().eval(
+            _CLOSE, 2, *self._keys(user_id), connection_id, f"{user_id}:{connection_id}", time.time()
+        )
+        return int(result) == 1
+
+    async def refresh(self, connections: list[tuple[int, str]]) -> None:
+        expiry = time.time() + TTL_SECONDS
+        async with self._client().pipeline(transaction=False) as pipe:
+            for user_id, connection_id in connections:
+                pipe.eval(_REFRESH, 2, *self._keys(user_id), connection_id, f"{user_id}:{connection_id}", expiry)
+            await pipe.execute()
+
+    async def sweep(self) -> list[int]:
+        offline = await self._client().eval(_SWEEP, 1, self.index_key, time.time(), self.user_prefix, 1000)
+        return [int(user_id) for user_id in offline]
+
+    def status_of(self, user_id: int) -> str:
+        """Synchronous, for REST and subscription checks. With Redis unreachable: `offline`, logged."""
+        import redis
+
+        if self._sync is None:
+            self._sync = redis_config.sync_client(self.url)
+        try:
+            live = self._sync.zcount(f"{self.user_prefix}{user_id}", time.time(), "+inf")
+        except redis.RedisError as exc:
+            logger.warning("presence: Redis unavailable (%s); reporting user %s offline", exc.__class__.__name__, user_id)
+            return OFFLINE
+        return ONLINE if live else OFFLINE
+
+
+_backend: LocalPresence | RedisPresence | None = None
+
+
+def backend() -> LocalPresence | RedisPresence:
+    global _backend
+    if _backend is None:
+        _backend = (
+            RedisPresence(settings.REDIS_URL, settings.REDIS_PREFIX) if settings.REDIS_URL else LocalPresence()
+        )
+    return _backend
 
 
 def status_of(user_id: int) -> str:
-    return ONLINE if _open_connections.get(user_id) else OFFLINE
+    return backend().status_of(user_id)

@@ -8,7 +8,6 @@ transaction must not use it.
 """
 import json
 import logging
-from functools import partial
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -43,8 +42,12 @@ def layer_message(event: Event, text: str) -> dict[str, str]:
 
 def publish_on_commit(event: Event, *, using: str | None = None) -> None:
     text = encode(event)
+
+    def send_after_commit() -> None:  # a function, not a partial: Django logs robust failures by __qualname__
+        send_event_rollback_unsafe(event, text)
+
     # robust: a channel-layer failure is logged and does not fail the request that committed.
-    transaction.on_commit(partial(send_event_rollback_unsafe, event, text), using=using, robust=True)
+    transaction.on_commit(send_after_commit, using=using, robust=True)
 
 
 def send_event_rollback_unsafe(event: Event, text: str | None = None) -> None:
@@ -61,7 +64,11 @@ def control_on_commit(action: str, *, using: str | None = None, **fields: object
     `access_changed` (channel, optional user_id: re-check that user's or everyone's access).
     """
     message = {"type": CONTROL_MESSAGE_TYPE, "action": action, **fields}
-    transaction.on_commit(partial(_send_control, message), using=using, robust=True)
+
+    def send_after_commit() -> None:
+        _send_control(message)
+
+    transaction.on_commit(send_after_commit, using=using, robust=True)
 
 
 def _send_control(message: dict) -> None:

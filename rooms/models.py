@@ -37,7 +37,9 @@ class Room(models.Model):
         return instance
 
     def became_private(self) -> bool:
-        return bool(self.is_private) and getattr(self, "_loaded_is_private", True) is False
+        # An unknown earlier state (a deferred field, an instance not loaded from the database)
+        # counts as a change: re-checking watchers costs little, missing a change leaks the room.
+        return bool(self.is_private) and getattr(self, "_loaded_is_private", None) is not True
 
 
 class Membership(models.Model):

@@ -40,13 +40,16 @@ def message_deleted(sender: type, instance: Message, using: str | None = None, o
 
 
 def room_saved(sender: type, instance: Room, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
+    became_private = instance.became_private()
+    instance._loaded_is_private = instance.is_private  # later saves of this instance compare with this one
     # A new room is announced by its first membership (room:created on the owner's feed).
     if raw or created:
         return
-    publish_on_commit(events.room_updated(instance), using=using)
-    if instance.became_private():  # non-members watching it lose access
+    # Access changes go first: the hubs then hold the room's events until each watcher's access is
+    # re-checked, so that non-members get none of them (not even this room:updated).
+    if became_private:  # non-members watching it lose access
         control_on_commit("access_changed", channel=str(channel_names.room(instance.pk)), using=using)
-    instance._loaded_is_private = instance.is_private
+    publish_on_commit(events.room_updated(instance), using=using)
 
 
 def room_deleted(sender: type, instance: Room, using: str | None = None, **kwargs: Any) -> None:
@@ -72,12 +75,12 @@ def membership_deleted(sender: type, instance: Membership, using: str | None = N
         )
         return
     reason = getattr(instance, "removal_reason", RemovalReason.REMOVED)
-    publish_on_commit(events.room_left(instance.room_id, user_id=instance.user_id, reason=reason), using=using)
-    publish_on_commit(events.room_updated(instance.room), using=using)
-    if instance.room.is_private:  # a former member may no longer watch it
+    if instance.room.is_private:  # a former member may no longer watch it; first, as in room_saved
         control_on_commit(
             "access_changed", channel=str(channel_names.room(instance.room_id)), user_id=instance.user_id, using=using
         )
+    publish_on_commit(events.room_left(instance.room_id, user_id=instance.user_id, reason=reason), using=using)
+    publish_on_commit(events.room_updated(instance.room), using=using)
 
 
 def connect() -> None:

@@ -7,6 +7,7 @@ client (`websockets`). Every server is stopped, its whole process group, when it
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -33,7 +34,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_database_url() -> str:
+def server_database_url() -> str:
     """The URL of the database pytest-django created, for the server process."""
     settings = connection.settings_dict
     if settings["ENGINE"].endswith("sqlite3"):
@@ -45,7 +46,7 @@ def test_database_url() -> str:
 class LiveServer:
     def __init__(self, **env: str) -> None:
         self.port = free_port()
-        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "DATABASE_URL": test_database_url(), **env}
+        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "DATABASE_URL": server_database_url(), **env}
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
         self.process: subprocess.Popen | None = None
         self.log_file = tempfile.NamedTemporaryFile(prefix="retrochat-server-", suffix=".log", delete=False)
@@ -143,3 +144,116 @@ async def send_json(ws: ClientConnection, frame: Any) -> None:
 async def request_reply(ws: ClientConnection, frame: Any) -> dict[str, Any]:
     await send_json(ws, frame)
     return await recv_json(ws)
+
+
+# --- helpers for exact frame assertions --------------------------------------------------------
+class _AnyText:
+    """Equal to any non-empty string: for the human-readable `message` of error frames, whose wording
+    the contract leaves open, while the rest of the frame is compared exactly."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other)
+
+    def __repr__(self) -> str:
+        return "<any text>"
+
+
+class _Timestamp:
+    """Equal to an ISO 8601 UTC timestamp ending in `Z` (SPEC §2)."""
+
+    _PATTERN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(self._PATTERN.fullmatch(other))
+
+    def __repr__(self) -> str:
+        return "<ISO 8601 timestamp with Z>"
+
+
+TEXT = _AnyText()
+TIMESTAMP = _Timestamp()
+
+
+def error_frame(code: str, ref: str | int | None = None) -> dict[str, Any]:
+    """The exact shape of an error frame (the message text is any non-empty string)."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": TEXT}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+async def recv_close(ws: ClientConnection, timeout: float = RECV_TIMEOUT) -> int | None:
+    """Wait for the server to close the connection; the close code it sent. Fails on any frame."""
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        frame = await asyncio.wait_for(ws.recv(), timeout)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+    raise AssertionError(f"expected the connection to close, got a frame: {frame!r}")
+
+
+class Browser:
+    """A browser-like HTTP client with a cookie jar, for the Django admin (login, CSRF, forms)."""
+
+    def __init__(self, server: LiveServer) -> None:
+        import http.cookiejar
+
+        self.server = server
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def cookie(self, name: str) -> str | None:
+        return next((c.value for c in self.jar if c.name == name), None)
+
+    def get(self, path: str) -> tuple[int, str, str]:
+        """(status, final URL path, body) after redirects."""
+        return self._open(urllib.request.Request(self.server.http_url + path))
+
+    def post(self, path: str, fields: dict[str, Any] | list[tuple[str, Any]]) -> tuple[int, str, str]:
+        """POST a form with this session's CSRF token, as the admin's own forms do."""
+        from urllib.parse import urlencode
+
+        if self.cookie("csrftoken") is None:
+            self.get("/admin/login/")
+        items = list(fields.items()) if isinstance(fields, dict) else list(fields)
+        items.append(("csrfmiddlewaretoken", self.cookie("csrftoken")))
+        request = urllib.request.Request(
+            self.server.http_url + path,
+            data=urlencode([(k, "" if v is None else str(v)) for k, v in items]).encode(),
+            headers={"Referer": self.server.http_url + path, "Content-Type": "application/x-www-form-urlencoded"},
+            method="POST",
+        )
+        return self._open(request)
+
+    def _open(self, request: urllib.request.Request) -> tuple[int, str, str]:
+        try:
+            with self.opener.open(request, timeout=10) as response:
+                return response.status, urlsplit(response.geturl()).path, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, urlsplit(error.geturl()).path, error.read().decode(errors="replace")
+
+    def login(self, username: str, password: str) -> "Browser":
+        self.get("/admin/login/")
+        status, final_path, body = self.post(
+            "/admin/login/?next=/admin/", {"username": username, "password": password, "next": "/admin/"}
+        )
+        assert (status, final_path) == (200, "/admin/"), f"admin login failed: {status} {final_path}\n{body[:2000]}"
+        assert self.cookie("sessionid"), "no session cookie after logging in"
+        return self
+
+
+async def open_ready(stack: Any, server: LiveServer, key: str | None, **kwargs: Any) -> ClientConnection:
+    """Open a connection inside an AsyncExitStack (closed with it) and read its `connected` frame."""
+    ws = await stack.enter_async_context(server.connect(key, **kwargs))
+    frame = await recv_json(ws)
+    assert frame["type"] == "connected", frame
+    return ws
+
+
+async def subscribe(ws: ClientConnection, channel: str, event: str | None = None, ref: str = "s") -> dict[str, Any]:
+    """Subscribe and return the reply; asserts nothing (callers compare the exact frame)."""
+    frame: dict[str, Any] = {"type": "subscribe", "channel": channel, "ref": ref}
+    if event is not None:
+        frame["event"] = event
+    return await request_reply(ws, frame)

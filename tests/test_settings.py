@@ -142,9 +142,31 @@ def test_redis_url_selects_the_redis_pubsub_layer_and_a_shared_cache(monkeypatch
     loaded = load_settings(monkeypatch, REDIS_URL="redis://cache.internal:6379/2")
 
     assert loaded["CHANNEL_LAYERS"]["default"]["BACKEND"] == REDIS_LAYER
-    assert loaded["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"] == ["redis://cache.internal:6379/2"]
+    # An explicit pool size: redis-py's default (100) raises MaxConnectionsError under load.
+    assert loaded["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"] == [
+        {"address": "redis://cache.internal:6379/2", "max_connections": 200}
+    ]
     assert loaded["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
     assert loaded["CACHES"]["default"]["LOCATION"] == "redis://cache.internal:6379/2"
+
+
+def test_redis_sentinel_configures_the_layer_through_the_sentinels(monkeypatch):
+    loaded = load_settings(
+        monkeypatch,
+        REDIS_URL="redis://:secret@ignored:6379/3",
+        REDIS_SENTINELS="s1.internal:26379,s2.internal",
+        REDIS_SENTINEL_MASTER="chat",
+    )
+
+    assert loaded["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"] == [
+        {
+            "master_name": "chat",
+            "sentinels": [("s1.internal", 26379), ("s2.internal", 26379)],
+            "max_connections": 200,
+            "password": "secret",
+            "db": 3,
+        }
+    ]
 
 
 def test_without_redis_url_the_layer_is_in_memory(monkeypatch):

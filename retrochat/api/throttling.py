@@ -1,10 +1,17 @@
 """Per-user throttling of REST writes (`RETROCHAT_WRITE_THROTTLE`, SPEC §3.5)."""
+import logging
 from typing import Any
 
+import redis
 from django.conf import settings
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.throttling import UserRateThrottle
+
+logger = logging.getLogger("retrochat.api")
+
+# What a cache outage raises: Django's Redis cache backend lets redis-py's errors through.
+CACHE_OUTAGE = (redis.RedisError, ConnectionError)
 
 
 class WriteRateThrottle(UserRateThrottle):
@@ -23,4 +30,9 @@ class WriteRateThrottle(UserRateThrottle):
         if self.rate is None:
             return True
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        try:
+            return super().allow_request(request, view)
+        except CACHE_OUTAGE as exc:
+            # The shared cache (Redis) is down: fail open rather than refuse every write.
+            logger.warning("throttle: cache unavailable (%s); write allowed", exc.__class__.__name__)
+            return True

@@ -1,0 +1,91 @@
+"""Faults (issue 4): Redis restarting under a running server, PostgreSQL going away and coming back.
+
+The services are cut off through a TCP proxy (tests/proxy.py) that sits between one server process
+and the real service, so the outage is real for that process and invisible to the rest of the suite.
+"""
+import asyncio
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests import factories
+from tests.live import LiveServer, recv_json, request_reply, server_database_url
+from tests.proxy import TcpProxy
+
+RECOVERY_SECONDS = 10
+
+
+def _via_proxy(url: str, proxy: TcpProxy) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+@pytest.fixture
+def ada(transactional_db):  # type: ignore[no-untyped-def]
+    ada = factories.make_user("ada")
+    return {"user": ada, "key": factories.make_key(ada), "room": factories.make_room(ada)}
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
+async def test_events_flow_again_within_10_seconds_after_redis_restarts(ada):
+    redis_url = urlsplit(settings.REDIS_URL)
+    with TcpProxy(redis_url.hostname, redis_url.port or 6379) as proxy:
+        with LiveServer(REDIS_URL=_via_proxy(settings.REDIS_URL, proxy), RETROCHAT_WRITE_THROTTLE="off") as server:
+            room = ada["room"]
+            async with server.connect(ada["key"]) as ws:
+                assert (await recv_json(ws))["type"] == "connected"
+                await request_reply(ws, {"type": "subscribe", "channel": f"room:{room.pk}", "event": "message:new"})
+
+                proxy.down()  # Redis "restarts": every connection drops, new ones are refused…
+                status, _ = await server.arequest("POST", f"/v1/rooms/{room.pk}/messages", ada["key"], {"content": "lost"})
+                assert status == 201  # the write commits; its event is lost (docs/deploy.md)
+                proxy.up()  # …and is back.
+
+                started = time.monotonic()
+                received = None
+                while received is None and time.monotonic() - started < RECOVERY_SECONDS:
+                    status, body = await server.arequest("POST", f"/v1/rooms/{room.pk}/messages", ada["key"], {"content": "after"})
+                    assert status == 201
+                    try:
+                        received = await recv_json(ws, timeout=0.5)
+                    except asyncio.TimeoutError:
+                        continue
+                assert received is not None, f"no event within {RECOVERY_SECONDS}s of Redis coming back"
+                assert received["type"] == "message:new"
+                assert received["data"]["content"] == "after"
+                # The same socket still works: no consumer crashed. Events of the earlier tries
+                # may still be on their way; they come before the pong, never "lost".
+                frame = await request_reply(ws, {"type": "ping", "ref": "p"})
+                while frame["type"] != "pong":
+                    assert (frame["type"], frame["data"]["content"]) == ("message:new", "after")
+                    frame = await recv_json(ws)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs DATABASE_URL to PostgreSQL")
+async def test_rest_answers_503_while_postgres_is_down_and_recovers_after(ada):
+    database = urlsplit(server_database_url())
+    with TcpProxy(database.hostname or "127.0.0.1", database.port or 5432) as proxy:
+        with LiveServer(DATABASE_URL=_via_proxy(server_database_url(), proxy), RETROCHAT_WRITE_THROTTLE="off") as server:
+            room = ada["room"]
+            async with server.connect(ada["key"]) as ws:
+                assert (await recv_json(ws))["type"] == "connected"
+
+                proxy.down()
+                status, body = await server.arequest("GET", f"/v1/rooms/{room.pk}", ada["key"])
+                assert status == 503
+                assert body["code"] == "SERVICE_UNAVAILABLE"
+                assert set(body) <= {"code", "message", "details"}
+                # The open socket stays up while the database is away.
+                assert (await request_reply(ws, {"type": "ping", "ref": 1}))["type"] == "pong"
+
+                proxy.up()
+                status, body = await server.arequest("GET", f"/v1/rooms/{room.pk}", ada["key"])
+                assert (status, body["id"]) == (200, f"room_{room.pk}")
+                status, _ = await server.arequest("POST", f"/v1/rooms/{room.pk}/messages", ada["key"], {"content": "back"})
+                assert status == 201
+            assert "connection already closed" not in server.log()
