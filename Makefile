@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test migrate clean
+.PHONY: run test migrate cluster clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ migrate: $(BIN)/.installed
 run: migrate
 	$(BIN)/python manage.py demo --host $(HOST) --port $(PORT)
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m retrochat.serve
+
+# Two processes on ports 8001 and 8002 sharing the local Redis and the database (docs/deploy.md).
+cluster: REDIS_URL ?= redis://127.0.0.1:6379/0
+cluster: migrate
+	$(BIN)/python manage.py demo --host $(HOST) --port 8001
+	REDIS_URL=$(REDIS_URL) HOST=$(HOST) PORT=8001 RETROCHAT_PROCESSES=2 $(BIN)/python -m retrochat.cluster
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

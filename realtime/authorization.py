@@ -5,9 +5,10 @@ Synchronous (it reads the database); the consumer calls it through `database_syn
 from dataclasses import dataclass
 from typing import Any
 
+from rest_framework.fields import DateTimeField
+
 from realtime import channel_names, presence, protocol
 from realtime.channel_names import Channel
-from rest_framework.fields import DateTimeField
 from rooms import access
 from rooms.models import Conversation, Room
 from users.models import User

@@ -7,6 +7,7 @@ connection's filters and writes the text as it is.
 """
 import asyncio
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -20,9 +21,10 @@ from realtime.channel_names import Channel
 from realtime.hub import Hub, get_hub
 from realtime.limits import FrameRateLimiter
 from realtime.protocol import ClientFrame, ProtocolError
-from retrochat import ids
+from retrochat import ids, metrics
 
 logger = logging.getLogger("retrochat.realtime")
+access_logger = logging.getLogger("retrochat.access")
 
 # Frame handlers never raise to the client: this is what a bug looks like from outside.
 INTERNAL_ERROR_MESSAGE = "Something went wrong on our side; it has been logged."
@@ -86,6 +88,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.registered = True
         self.hub: Hub = await get_hub()
         self.hub.register(self)
+        self.opened_at = time.monotonic()
+        access_logger.info(
+            "WS open %s user %s", connection_id, user.pk,
+            extra={"event": "ws_open", "connection_id": connection_id, "user_id": user.pk,
+                   "auth": "api_key" if creds.api_key else "session"},
+        )
         await self.send_text(
             protocol.connected(
                 connection_id=self.connection_id,
@@ -108,6 +116,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        if self.registered:
+            duration = round(time.monotonic() - self.opened_at, 1)
+            access_logger.info(
+                "WS close %s user %s code %s after %ss", self.connection_id, self.user_id, code, duration,
+                extra={"event": "ws_close", "connection_id": self.connection_id, "user_id": self.user_id,
+                       "code": code, "duration_s": duration},
+            )
         try:
             await self._clean_up()
         finally:
@@ -131,11 +146,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def fail(self, code: str, message: str, close_code: int) -> None:
         """An error frame, then close with `close_code` (handshake failures and revocations)."""
         self.closing = True
-        await self.send_text(protocol.error(code, message))
+        await self.send_error(code, message)
         await self.close(code=close_code)
 
     async def send_text(self, text: str) -> None:
         await self.base_send({"type": "websocket.send", "text": text})
+
+    async def send_error(self, code: str, message: str, ref: str | int | None = None) -> None:
+        metrics.inc("retrochat_errors_total", f'code="{code}",transport="ws"')
+        await self.send_text(protocol.error(code, message, ref))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -161,7 +180,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             frame = protocol.parse_frame(protocol.decode(text_data or ""))
         except ProtocolError as exc:
             if allowed:
-                await self.send_text(protocol.error(exc.code, exc.message, exc.ref))
+                await self.send_error(exc.code, exc.message, exc.ref)
             else:
                 await self.rate_limited(exc.ref)
             return
@@ -171,21 +190,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         try:
             await self.handle(frame)
         except ProtocolError as exc:
-            await self.send_text(protocol.error(exc.code, exc.message, exc.ref))
+            await self.send_error(exc.code, exc.message, exc.ref)
         except Exception:
             logger.exception("realtime: %s frame failed for user %s", frame.type, self.user_id)
-            await self.send_text(protocol.error(protocol.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE, frame.ref))
+            await self.send_error(protocol.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE, frame.ref)
 
     async def rate_limited(self, ref: str | int | None) -> None:
         if self.limiter.is_abusive():
             await self.fail(protocol.RATE_LIMITED, "Too many frames for too long; reconnect later.", protocol.CLOSE_RATE_LIMITED)
             return
-        await self.send_text(
-            protocol.error(
-                protocol.RATE_LIMITED,
-                f"Over {settings.RETROCHAT_RATE_PER_SECOND} frames per second; this frame was dropped.",
-                ref,
-            )
+        await self.send_error(
+            protocol.RATE_LIMITED, f"Over {settings.RETROCHAT_RATE_PER_SECOND} frames per second; this frame was dropped.", ref
         )
 
     async def handle(self, frame: ClientFrame) -> None:
@@ -252,10 +267,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 await self.hub.leave(group, self)
 
     # --- called by the hub -------------------------------------------------------------------
-    async def deliver(self, channel: str, category: str, event_type: str, text: str) -> None:
+    async def deliver(self, channel: str, category: str, event_type: str, text: str) -> bool:
         """Write one pre-encoded event frame if any filter of this connection matches it."""
         if self.closing:
-            return
+            return False
         for parsed, filters in self.filters.items():
             if str(parsed) != channel:
                 continue
@@ -266,8 +281,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                         held.append(text)
                     else:
                         await self.send_text(text)
-                    return
-            return
+                    return True
+            return False
+        return False
 
     async def revoke(self, message: str) -> None:
         if not self.closing:

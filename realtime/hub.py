@@ -12,6 +12,7 @@ channel deletion and access re-checks (realtime/publish.py sends them).
 """
 import asyncio
 import logging
+import time
 import weakref
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ from channels.layers import get_channel_layer
 from realtime import presence, transitions
 from realtime.channel_names import Channel, parse_channel
 from realtime.publish import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, EVENT_MESSAGE_TYPE
+from retrochat import metrics
 
 logger = logging.getLogger("retrochat.realtime")
 
@@ -30,7 +32,8 @@ class Connection(Protocol):
     api_key_id: int | None
     disconnected: asyncio.Event
 
-    async def deliver(self, channel: str, category: str, event_type: str, text: str) -> None: ...
+    async def deliver(self, channel: str, category: str, event_type: str, text: str) -> bool: ...
+    def subscription_count(self) -> int: ...
     async def revoke(self, message: str) -> None: ...
     async def lose_channel(self, channel: Channel, reason: str, recheck: bool) -> None: ...
 
@@ -54,6 +57,10 @@ class Hub:
                 return
             self.channel_name = await self.layer.new_channel(prefix="rc.hub.")
             await self.layer.group_add(CONTROL_GROUP, self.channel_name)
+            metrics.registry.gauges["retrochat_connections_open"] = lambda: len(self.connections)
+            metrics.registry.gauges["retrochat_subscriptions"] = lambda: sum(
+                c.subscription_count() for c in list(self.connections)
+            )
             loop = asyncio.get_running_loop()
             self._task = loop.create_task(self._receive_forever(), name="retrochat-hub")
             self._presence_task = loop.create_task(self._maintain_presence(), name="retrochat-presence")
@@ -129,8 +136,14 @@ class Hub:
             if not members:
                 return
             channel, category, event_type, text = message["channel"], message["category"], message["event"], message["text"]
+            delivered = 0
             for connection in list(members):
-                await connection.deliver(channel, category, event_type, text)
+                if await connection.deliver(channel, category, event_type, text):
+                    delivered += 1
+            if delivered:
+                metrics.inc("retrochat_events_delivered_total", by=delivered)
+                if "published_at" in message:
+                    metrics.registry.observe_latency(max(0.0, time.time() - message["published_at"]))
         elif message.get("type") == CONTROL_MESSAGE_TYPE:
             await self._control(message)
 

@@ -8,12 +8,14 @@ transaction must not use it.
 """
 import json
 import logging
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
 from realtime.events import Event
+from retrochat import metrics
 
 logger = logging.getLogger("retrochat.realtime")
 
@@ -37,6 +39,7 @@ def layer_message(event: Event, text: str) -> dict[str, str]:
         "category": event.category,
         "event": event.type,
         "text": text,
+        "published_at": time.time(),  # for the delivery latency histogram
     }
 
 
@@ -54,6 +57,7 @@ def send_event_rollback_unsafe(event: Event, text: str | None = None) -> None:
     """Send now, from synchronous code, whether or not the surrounding transaction commits."""
     text = text if text is not None else encode(event)
     async_to_sync(get_channel_layer().group_send)(event.group, layer_message(event, text))
+    metrics.inc("retrochat_events_published_total", f'type="{event.type}"')
     logger.debug("published %s to %s", event.type, event.group)
 
 
@@ -78,3 +82,4 @@ def _send_control(message: dict) -> None:
 async def publish_now(event: Event) -> None:
     """Send from async code (presence transitions): not tied to any database transaction."""
     await get_channel_layer().group_send(event.group, layer_message(event, encode(event)))
+    metrics.inc("retrochat_events_published_total", f'type="{event.type}"')

@@ -31,6 +31,8 @@ def daphne_arguments() -> list[str]:
         "--websocket-max-message-size", str(transport_cap),
         "--websocket-max-frame-size", str(transport_cap),
         "--application-close-timeout", "5",
+        # The application writes structured access logs itself (retrochat.access).
+        "--access-log", os.devnull,
         "retrochat.asgi:application",
     ]
 

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "retrochat.access_log.AccessLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -191,17 +192,27 @@ RETROCHAT_MAX_CONNECTIONS_PER_USER = env_int("RETROCHAT_MAX_CONNECTIONS_PER_USER
 RETROCHAT_HEARTBEAT_INTERVAL = env_int("RETROCHAT_HEARTBEAT_INTERVAL", 25)
 RETROCHAT_HEARTBEAT_TIMEOUT = env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20)
 
+RETROCHAT_METRICS_TOKEN = env_str("RETROCHAT_METRICS_TOKEN")
+
 # --- Logging --------------------------------------------------------------------------------
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json; got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {
-            "()": "users.logging.RedactingFormatter",
+            "()": "retrochat.logs.RedactingFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
-        }
+        },
+        "json": {"()": "retrochat.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Our access log (retrochat.access) replaces Django's per-request warnings for 4xx/5xx.
+        "django.request": {"level": "ERROR"},
+    },
 }

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from retrochat.api import converters
 from retrochat.api.errors import json_not_found
+from retrochat.api.metrics_view import metrics_view
 from retrochat.api.views import HealthView
 from rooms.api import views as rooms
 from users.api import views as users
@@ -38,4 +39,5 @@ urlpatterns = [
     # Anything else under /v1/ answers the API's JSON 404, whatever DEBUG says.
     re_path(r"^v1(?:/.*)?$", json_not_found),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
 ]

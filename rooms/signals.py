@@ -13,8 +13,7 @@ from django.db.models import Model, QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from realtime import events
-from realtime import channel_names
+from realtime import channel_names, events
 from realtime.publish import control_on_commit, publish_on_commit
 from rooms.models import Conversation, Membership, Message, Room
 from rooms.services import RemovalReason

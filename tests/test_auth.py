@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from tests import factories
 from users import services
-from users.logging import RedactingFormatter
+from retrochat.logs import RedactingFormatter
 from users.models import ApiKey
 
 ME = "/v1/users/me"

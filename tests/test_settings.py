@@ -246,3 +246,29 @@ def test_allowed_hosts_come_from_the_environment(monkeypatch):
     loaded = load_settings(monkeypatch, ALLOWED_HOSTS="chat.example.com,api.example.com")
 
     assert loaded["ALLOWED_HOSTS"] == ["chat.example.com", "api.example.com"]
+
+
+def test_log_format_json_writes_one_object_per_line_without_keys(monkeypatch):
+    import json
+    import logging
+
+    from retrochat.logs import JsonFormatter
+
+    loaded = load_settings(monkeypatch, LOG_FORMAT="json")
+    assert loaded["LOGGING"]["handlers"]["console"]["formatter"] == "json"
+    record = logging.LogRecord("retrochat.access", logging.INFO, __file__, 1, "GET %s %s", ("/v1/rooms", 200), None)
+    record.status = 200
+    record.user_id = 7
+    record.note = "key rc_abcdefghijklmnopqrstuvwxyz0123456789ABCD in a message"
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "INFO"
+    assert entry["logger"] == "retrochat.access"
+    assert entry["message"] == "GET /v1/rooms 200"
+    assert (entry["status"], entry["user_id"]) == (200, 7)
+    assert entry["note"] == "key rc_[redacted] in a message"
+    assert entry["time"].endswith("Z")
+
+
+def test_an_unknown_log_format_is_refused(monkeypatch):
+    with pytest.raises(ImproperlyConfigured):
+        load_settings(monkeypatch, LOG_FORMAT="xml")

@@ -14,6 +14,8 @@ from rest_framework import exceptions, status
 from rest_framework.fields import get_error_detail
 from rest_framework.response import Response
 
+from retrochat import metrics
+
 logger = logging.getLogger("retrochat.api")
 
 UNAUTHORIZED_MESSAGE = "Authentication credentials were not provided or are not valid."
@@ -72,6 +74,7 @@ def _api_exception_response(exc: exceptions.APIException) -> Response:
     if getattr(exc, "wait", None) is not None:
         headers["Retry-After"] = str(int(exc.wait + 0.999))
     text = message if message is not None else str(exc.detail)
+    metrics.inc("retrochat_errors_total", f'code="{code}",transport="http"')
     return Response(error_body(code, text, details), status=exc.status_code, headers=headers)
 
 

@@ -6,7 +6,12 @@ from rest_framework import serializers
 
 from realtime import presence
 from retrochat import ids
-from retrochat.api.fields import PrefixedIdField, RejectUnknownFieldsMixin, StrictCharField, StrictURLField
+from retrochat.api.fields import (
+    PrefixedIdField,
+    RejectUnknownFieldsMixin,
+    StrictCharField,
+    StrictURLField,
+)
 from users.models import ApiKey, User
 
 
