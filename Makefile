@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test migrate cluster clean
+.PHONY: run test migrate cluster bench clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ cluster: REDIS_URL ?= redis://127.0.0.1:6379/0
 cluster: migrate
 	$(BIN)/python manage.py demo --host $(HOST) --port 8001
 	REDIS_URL=$(REDIS_URL) HOST=$(HOST) PORT=8001 RETROCHAT_PROCESSES=2 $(BIN)/python -m retrochat.cluster
+
+# The project and two baselines in one run (bench/run.py); rewrites docs/benchmarks.md and .png.
+bench: $(BIN)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	cd bench/loadgen && npm ci --silent --no-audit --no-fund
+	$(BIN)/python bench/run.py
+	$(BIN)/python bench/report.py
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """Who may subscribe to what (SPEC §3.3), checked at every subscribe and re-checked on access changes.
 
-Synchronous (it reads the database); the consumer calls it through `database_sync_to_async`.
+Synchronous (it reads the database); the consumer calls it through `realtime_db` (realtime/db.py).
 """
 from dataclasses import dataclass
 from typing import Any

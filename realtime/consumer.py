@@ -11,13 +11,13 @@ import time
 import uuid
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
 from realtime import authorization, credentials, presence, protocol, transitions
 from realtime.channel_names import Channel
+from realtime.db import realtime_db
 from realtime.hub import Hub, get_hub
 from realtime.limits import FrameRateLimiter
 from realtime.protocol import ClientFrame, ProtocolError
@@ -39,8 +39,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' AsyncConsumer.dispatch closes old DB connections on a worker thread before every
-        # handler. This consumer reaches the database only through database_sync_to_async, which
-        # does that itself, so skip the thread hop on every frame.
+        # handler. This consumer reaches the database only through realtime_db (realtime/db.py), which
+        # manages the worker thread's connections itself, so skip the thread hop on every frame.
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -51,6 +51,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.registered = False
         self.filters: dict[Channel, dict[str, frozenset[str]]] = {}
+        # The same filter dicts by channel name, for the delivery path (the hub names channels).
+        self.filters_by_name: dict[str, dict[str, frozenset[str]]] = {}
         self.joined_groups: set[str] = set()
         self.limiter = FrameRateLimiter(settings.RETROCHAT_RATE_PER_SECOND, settings.RETROCHAT_RATE_BURST)
         self.expiry_timer: asyncio.TimerHandle | None = None
@@ -227,14 +229,16 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 f"At most {settings.RETROCHAT_MAX_SUBSCRIPTIONS} subscriptions per connection.",
                 frame.ref,
             )
-        decision = await database_sync_to_async(authorization.check_subscription)(self.user, channel, event)
+        decision = await realtime_db(authorization.check_subscription)(self.user, channel, event)
         if decision.error == protocol.CHANNEL_NOT_FOUND:
             raise ProtocolError(decision.error, f"{channel} does not exist.", frame.ref)
         if decision.error:
             raise ProtocolError(protocol.FORBIDDEN, f"You may not subscribe to {channel} with event {event!r}.", frame.ref)
         if self.closing:
             return
-        self.filters.setdefault(channel, {})[event] = decision.categories
+        filters = self.filters.setdefault(channel, {})
+        self.filters_by_name[str(channel)] = filters
+        filters[event] = decision.categories
         for category in decision.categories:
             group = channel.group(category)
             if group not in self.joined_groups:
@@ -259,6 +263,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         needed = set().union(*filters.values()) if filters else set()
         if not filters:
             self.filters.pop(channel, None)
+            self.filters_by_name.pop(str(channel), None)
             self.held.pop(str(channel), None)  # nothing held is wanted any more
         for category in channel.categories:
             group = channel.group(category)
@@ -269,20 +274,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     # --- called by the hub -------------------------------------------------------------------
     async def deliver(self, channel: str, category: str, event_type: str, text: str) -> bool:
         """Write one pre-encoded event frame if any filter of this connection matches it."""
-        if self.closing:
+        filters = self.filters_by_name.get(channel)
+        if not filters or self.closing:
             return False
-        for parsed, filters in self.filters.items():
-            if str(parsed) != channel:
-                continue
-            for event_filter, granted in filters.items():
-                if category in granted and protocol.filter_matches(event_filter, category, event_type):
-                    held = self.held.get(channel)
-                    if held is not None:
-                        held.append(text)
-                    else:
-                        await self.send_text(text)
-                    return True
-            return False
+        for event_filter, granted in filters.items():
+            if category in granted and protocol.filter_matches(event_filter, category, event_type):
+                held = self.held.get(channel)
+                if held is not None:
+                    held.append(text)
+                else:
+                    await self.base_send({"type": "websocket.send", "text": text})
+                return True
         return False
 
     async def revoke(self, message: str) -> None:
@@ -301,7 +303,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def _recheck(self, channel: Channel, reason: str) -> None:
         try:
-            keep = await database_sync_to_async(authorization.may_keep)(self.user_id, channel)
+            keep = await realtime_db(authorization.may_keep)(self.user_id, channel)
         except Exception:  # fail closed: the client may subscribe again and be checked again
             logger.exception("realtime: re-checking %s failed for user %s", channel, self.user_id)
             keep = False
@@ -309,14 +311,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if not keep:
             await self._drop(channel, reason)
             return
-        held = self.held.get(str(channel), [])
-        # Write what was held, in order; events arriving meanwhile queue behind it. A newer re-check
-        # in flight keeps holding what is left.
-        while held and not self.rechecks[channel] and not self.closing:
+        await self._release(channel)
+
+    async def _release(self, channel: Channel) -> None:
+        """Write what was held for a channel, in order, unless a newer re-check still holds it."""
+        name = str(channel)
+        held = self.held.get(name)
+        # Events arriving meanwhile queue behind the held ones; a drop or a newer re-check stops this.
+        while held and self.held.get(name) is held and not self.rechecks.get(channel) and not self.closing:
             await self.send_text(held.pop(0))
-        if not self.rechecks[channel]:
+        if not self.rechecks.get(channel):
             self.rechecks.pop(channel, None)
-            self.held.pop(str(channel), None)
+            if self.held.get(name) is held:
+                self.held.pop(name, None)
 
     async def _drop(self, channel: Channel, reason: str) -> None:
         self.held.pop(str(channel), None)

@@ -7,13 +7,15 @@
    WebSocket hijacking). A key in the query string is never accepted.
 """
 from dataclasses import dataclass
+from importlib import import_module
 from urllib.parse import urlsplit
 
 from channels.auth import get_user
-from channels.db import database_sync_to_async
 from django.conf import settings
+from django.http.cookie import parse_cookie
 from django.http.request import validate_host
 
+from realtime.db import realtime_db
 from users import keys
 from users.models import ApiKey, User
 
@@ -74,18 +76,33 @@ def origin_allowed(scope: dict) -> bool:
     return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
 
 
+def _session_key(scope: dict) -> str | None:
+    raw = _header(scope, b"cookie")
+    if not raw:
+        return None
+    return parse_cookie(raw.decode("latin-1")).get(settings.SESSION_COOKIE_NAME) or None
+
+
+async def _session_user(session_key: str) -> User:
+    # Loaded here, once, rather than through Channels' SessionMiddleware, which would wrap every
+    # frame this connection sends (a cost on the delivery path) to save a session nobody changes.
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return await get_user({"session": session})
+
+
 async def authenticate(scope: dict) -> Credentials:
     subprotocol = chosen_subprotocol(scope)
     secret = _bearer_from_header(scope)
     if secret is None:
         secret = _bearer_from_subprotocols(scope)
     if secret is not None:
-        api_key = await database_sync_to_async(keys.verify)(secret) if secret else None
+        api_key = await realtime_db(keys.verify)(secret) if secret else None
         if api_key is None:
             return Credentials(error="UNAUTHORIZED", subprotocol=subprotocol)
         return Credentials(user=api_key.user, api_key=api_key, subprotocol=subprotocol)
-    if "session" in scope:
-        user = await get_user(scope)
+    session_key = _session_key(scope)
+    if session_key:
+        user = await _session_user(session_key)
         if user.is_authenticated:
             if not origin_allowed(scope):
                 return Credentials(error="FORBIDDEN_ORIGIN", subprotocol=subprotocol)

@@ -1,7 +1,6 @@
 """WebSocket routing: /v1/realtime is the only WebSocket endpoint; any other path is refused."""
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.routing import URLRouter
-from channels.sessions import SessionMiddlewareStack
 from django.urls import path, re_path
 
 from realtime.consumer import RealtimeConsumer
@@ -16,11 +15,9 @@ class RejectUnknownPath(AsyncWebsocketConsumer):
         await self.close()
 
 
-websocket_application = SessionMiddlewareStack(
-    URLRouter(
-        [
-            path("v1/realtime", RealtimeConsumer.as_asgi()),
-            re_path(r"", RejectUnknownPath.as_asgi()),
-        ]
-    )
+websocket_application = URLRouter(
+    [
+        path("v1/realtime", RealtimeConsumer.as_asgi()),
+        re_path(r"", RejectUnknownPath.as_asgi()),
+    ]
 )

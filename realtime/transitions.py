@@ -1,10 +1,10 @@
 """What happens when a user comes online or goes offline (SPEC §3.6): events and `last_seen_at`."""
 import logging
 
-from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from realtime import events, presence
+from realtime.db import realtime_db
 from realtime.publish import publish_now
 from users.models import User
 
@@ -24,5 +24,5 @@ async def went_online(user_id: int) -> None:
 async def went_offline(user_id: int) -> None:
     logger.info("user %s offline", user_id)
     now = timezone.now()
-    await database_sync_to_async(_store_last_seen)(user_id, now)
+    await realtime_db(_store_last_seen)(user_id, now)
     await publish_now(events.user_presence(user_id, status=presence.OFFLINE, at=now))

@@ -1,14 +1,15 @@
-"""Fixes for the WebSocket server underneath (daphne on autobahn), applied when Django starts.
+"""Fixes for the WebSocket servers underneath (daphne on autobahn; uvicorn on websockets), applied
+when Django starts, so that they hold whichever server `retrochat.serve` runs.
 
-1. autobahn's `sendClose()` accepts only the application close codes 1000 and 3000–4999, so daphne
-   raises (a traceback in the log, and no close frame for the client) when the application closes
-   with a protocol code that SPEC §3.4 promises: 1009 for a frame over the size limit, 1001/1012
-   when the server goes away or restarts. A server may send those codes (RFC 6455 §7.4.1): send
-   the close frame itself, as autobahn does internally.
-2. A frame over daphne's own transport cap (retrochat/serve.py keeps it well above
-   RETROCHAT_MAX_FRAME_BYTES) never reaches the application, and autobahn then drops the TCP
-   connection without a word. Answer it as the application answers any frame over the limit:
-   the MESSAGE_TOO_LARGE error frame, then close 1009.
+1. daphne: autobahn's `sendClose()` accepts only the application close codes 1000 and 3000–4999,
+   so daphne raises (a traceback in the log, and no close frame for the client) when the
+   application closes with a protocol code that SPEC §3.4 promises: 1009 for a frame over the size
+   limit, 1001/1012 when the server goes away or restarts. A server may send those codes (RFC 6455
+   §7.4.1): send the close frame itself, as autobahn does internally.
+2. Both: a frame over the server's own transport cap (retrochat/serve.py keeps it well above
+   RETROCHAT_MAX_FRAME_BYTES) never reaches the application, and the server then closes on its own
+   (autobahn even drops the TCP connection without a close frame). Answer it as the application
+   answers any frame over the limit: the MESSAGE_TOO_LARGE error frame, then close 1009.
 """
 
 # Codes a server may send that autobahn's public sendClose() refuses.
@@ -16,10 +17,20 @@ SERVER_PROTOCOL_CLOSE_CODES = frozenset({1001, 1009, 1011, 1012, 1013})
 CLOSE_TOO_BIG = 1009
 
 
-def allow_protocol_close_codes() -> None:
+def too_large_error() -> bytes:
+    """The error frame's text for a frame over the limit: the same words the consumer uses."""
+    from django.conf import settings
+
+    from realtime import protocol
+
+    limit = settings.RETROCHAT_MAX_FRAME_BYTES
+    return protocol.error(protocol.MESSAGE_TOO_LARGE, f"Frames are limited to {limit} bytes.").encode()
+
+
+def patch_daphne() -> None:
     try:
         from daphne.ws_protocol import WebSocketProtocol
-    except ImportError:  # served by something else: nothing to fix
+    except ImportError:  # not installed: nothing to fix
         return
     if getattr(WebSocketProtocol, "retrochat_patched", False):
         return
@@ -32,18 +43,40 @@ def allow_protocol_close_codes() -> None:
             original_server_close(self, code)
 
     def _max_message_size_exceeded(self, msg_size, max_msg_size, reason):  # type: ignore[no-untyped-def]
-        from django.conf import settings
-
-        from realtime import protocol
-
         if self.state == self.STATE_OPEN and not self.failedByMe:
             self.failedByMe = True  # ignore the rest of the frame; wait for the client's close
-            limit = settings.RETROCHAT_MAX_FRAME_BYTES
-            text = protocol.error(protocol.MESSAGE_TOO_LARGE, f"Frames are limited to {limit} bytes.")
-            self.sendMessage(text.encode(), isBinary=False)
+            self.sendMessage(too_large_error(), isBinary=False)
             self.sendCloseFrame(code=CLOSE_TOO_BIG, isReply=False)
         self.message_data_total_length = 0
 
     WebSocketProtocol.serverClose = serverClose
     WebSocketProtocol._max_message_size_exceeded = _max_message_size_exceeded
     WebSocketProtocol.retrochat_patched = True
+
+
+def patch_uvicorn() -> None:
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import (
+            WebSocketsSansIOProtocol,
+        )
+        from websockets.exceptions import PayloadTooBig
+        from websockets.frames import Frame, Opcode
+    except ImportError:  # not installed: nothing to fix
+        return
+    if getattr(WebSocketsSansIOProtocol, "retrochat_patched", False):
+        return
+    original = WebSocketsSansIOProtocol.handle_parser_exception
+
+    def handle_parser_exception(self):  # type: ignore[no-untyped-def]
+        # websockets has queued its close 1009 but not written it yet: the error frame goes first.
+        if isinstance(self.conn.parser_exc, PayloadTooBig) and not self.transport.is_closing():
+            self.transport.write(Frame(Opcode.TEXT, too_large_error()).serialize(mask=False))
+        original(self)
+
+    WebSocketsSansIOProtocol.handle_parser_exception = handle_parser_exception
+    WebSocketsSansIOProtocol.retrochat_patched = True
+
+
+def allow_protocol_close_codes() -> None:
+    patch_daphne()
+    patch_uvicorn()

@@ -68,4 +68,9 @@ def async_client(url: str) -> Any:
         from redis.asyncio.sentinel import Sentinel
 
         return Sentinel(sentinels(), socket_timeout=2).master_for(master, **_master_options(url))
-    return aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, max_connections=env_int("REDIS_MAX_CONNECTIONS", 200))
+    # A blocking pool: a burst of connects waits for a free connection instead of failing with
+    # MaxConnectionsError (redis-py's default pool raises when it is exhausted).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=env_int("REDIS_MAX_CONNECTIONS", 200), timeout=5, socket_timeout=5, socket_connect_timeout=2
+    )
+    return aioredis.Redis(connection_pool=pool)

@@ -1,46 +1,52 @@
-"""`python -m retrochat.serve`: daphne with this project's WebSocket settings from the environment.
+"""`python -m retrochat.serve`: the ASGI server with this project's WebSocket settings.
+
+RETROCHAT_SERVER picks the server: `uvicorn` (the default: uvloop, httptools and the sans-I/O
+`websockets` protocol; about twice daphne's delivery rate here, docs/benchmarks.md) or `daphne`
+(supported; the live tests run under both in CI).
 
 - HOST, PORT (default 127.0.0.1:8000);
-- RETROCHAT_HEARTBEAT_INTERVAL (25 s): daphne sends a WebSocket ping after that long without one;
+- RETROCHAT_HEARTBEAT_INTERVAL (25 s): the server pings every socket that often;
   RETROCHAT_HEARTBEAT_TIMEOUT (20 s): a peer that has not answered by then is disconnected, so a
-  silent peer is dropped within interval + timeout + 2 s (daphne checks every 2 s) = 47 s < 60 s;
+  silent peer is dropped within interval + timeout (+ 2 s of daphne's timer) < 60 s;
 - no maximum connection age (daphne's default closes every socket after a day);
-- daphne's own message-size cap sits above RETROCHAT_MAX_FRAME_BYTES, so that an oversized frame
-  reaches the application and is answered MESSAGE_TOO_LARGE (close 1009) instead of a bare close.
+- the transport's message-size cap sits above RETROCHAT_MAX_FRAME_BYTES, so that an oversized frame
+  reaches the application and is answered MESSAGE_TOO_LARGE (close 1009) instead of a bare close;
+- SIGTERM closes every WebSocket (uvicorn: 1012, daphne: 1001) and cleans up presence at once.
 """
+import asyncio
 import logging
 import os
 import sys
 
-from retrochat.env import env_int
+from retrochat.env import env_int, env_str
 
 logger = logging.getLogger("retrochat.serve")
 
 CLOSE_GOING_AWAY = 1001
+APPLICATION = "retrochat.asgi:application"
+
+
+def transport_cap() -> int:
+    return max(1024 * 1024, 4 * env_int("RETROCHAT_MAX_FRAME_BYTES", 65536))
 
 
 def daphne_arguments() -> list[str]:
-    max_frame = env_int("RETROCHAT_MAX_FRAME_BYTES", 65536)
-    transport_cap = max(1024 * 1024, 4 * max_frame)
     return [
         "--bind", os.environ.get("HOST", "127.0.0.1"),
         "--port", os.environ.get("PORT", "8000"),
         "--ping-interval", str(env_int("RETROCHAT_HEARTBEAT_INTERVAL", 25)),
         "--ping-timeout", str(env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20)),
         "--websocket_timeout", "-1",
-        "--websocket-max-message-size", str(transport_cap),
-        "--websocket-max-frame-size", str(transport_cap),
+        "--websocket-max-message-size", str(transport_cap()),
+        "--websocket-max-frame-size", str(transport_cap()),
         "--application-close-timeout", "5",
         # The application writes structured access logs itself (retrochat.access).
         "--access-log", os.devnull,
-        "retrochat.asgi:application",
+        APPLICATION,
     ]
 
 
-def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retrochat.settings")
-    import asyncio
-
+def run_daphne() -> None:
     from daphne.cli import CommandLineInterface
     from daphne.server import Server
     from twisted.internet import defer
@@ -76,6 +82,39 @@ def main() -> None:
     cli = CommandLineInterface()
     cli.server_class = GracefulServer
     cli.run([*daphne_arguments(), *sys.argv[1:]])
+
+
+def run_uvicorn() -> None:
+    import uvicorn
+
+    # On SIGTERM uvicorn sends every socket close 1012 and delivers websocket.disconnect, so each
+    # consumer cleans up its presence; it waits up to 5 s for them before cancelling.
+    uvicorn.run(
+        APPLICATION,
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=env_int("PORT", 8000),
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_ping_interval=env_int("RETROCHAT_HEARTBEAT_INTERVAL", 25),
+        ws_ping_timeout=env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20),
+        ws_max_size=transport_cap(),
+        lifespan="off",
+        access_log=False,  # retrochat.access writes structured access logs
+        log_config=None,  # Django's LOGGING applies
+        timeout_graceful_shutdown=5,
+    )
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retrochat.settings")
+    server = env_str("RETROCHAT_SERVER", "uvicorn")
+    if server == "uvicorn":
+        run_uvicorn()
+    elif server == "daphne":
+        run_daphne()
+    else:
+        sys.exit(f"RETROCHAT_SERVER must be uvicorn or daphne, not {server!r}")
 
 
 if __name__ == "__main__":

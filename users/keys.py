@@ -50,7 +50,7 @@ def verify(secret: str) -> ApiKey | None:
     well_formed = looks_like_key(secret)
     candidate_digest = digest(secret) if well_formed else _DUMMY_DIGEST
     candidates = (
-        list(ApiKey.objects.select_related("user").filter(prefix=secret[:LOOKUP_PREFIX_LENGTH]))
+        list(ApiKey.objects.select_related("user").filter(prefix=secret[:LOOKUP_PREFIX_LENGTH]).order_by())
         if well_formed
         else []
     )

@@ -1,0 +1,148 @@
+"""Talking to /v1/realtime in consumer tests: the real ASGI application through WebsocketCommunicator.
+
+`connected(key)` opens an authenticated socket, checks the `connected` frame and always closes the
+socket at the end, so that no consumer task outlives its test. `opened(...)` does the same for
+handshakes a test wants to watch from the very first message.
+"""
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from retrochat.asgi import application
+
+PATH = "/v1/realtime"
+FRAME_TIMEOUT = 2.0  # for frames that must arrive
+SILENCE_SECONDS = 0.3  # for proving that nothing arrives
+
+sync = database_sync_to_async
+
+_ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z", re.ASCII)
+
+
+class _IsoTimestamp:
+    """Equal to any ISO 8601 UTC timestamp ending in `Z` (server clock readings a test cannot know)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and _ISO_Z.fullmatch(other) is not None
+
+    def __repr__(self) -> str:
+        return "<ISO 8601 timestamp ending in Z>"
+
+
+class _HumanText:
+    """Equal to any non-empty string: error `message`s are for people, their wording is not contract."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other.strip())
+
+    def __repr__(self) -> str:
+        return "<non-empty message text>"
+
+
+ISO_TIMESTAMP = _IsoTimestamp()
+TEXT = _HumanText()
+
+
+def error(code: str, ref: str | int | None = None) -> dict[str, Any]:
+    """The error frame of SPEC §3.2, with its human-readable message left open."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": TEXT}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def bearer(key: str) -> tuple[bytes, bytes]:
+    return (b"authorization", f"Bearer {key}".encode())
+
+
+class Socket:
+    """One client connection."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.communicator = communicator
+        self.hello: dict[str, Any] = {}
+
+    async def open(self) -> tuple[bool, str | int | None]:
+        """The handshake: (True, chosen subprotocol) when accepted, (False, close code) when refused."""
+        return await self.communicator.connect(timeout=FRAME_TIMEOUT)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.communicator.send_to(text_data=json.dumps(frame))
+
+    async def send_text(self, text: str) -> None:
+        await self.communicator.send_to(text_data=text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.communicator.send_to(bytes_data=data)
+
+    async def receive(self) -> dict[str, Any]:
+        # One receive at a time per socket: Channels' communicator patches `close_old_connections`
+        # around each receive, and overlapping patches leave it patched (leaking DB connections).
+        return await self.communicator.receive_json_from(timeout=FRAME_TIMEOUT)
+
+    async def receive_text(self) -> str:
+        return await self.communicator.receive_from(timeout=FRAME_TIMEOUT)
+
+    async def request(self, frame: dict[str, Any]) -> dict[str, Any]:
+        await self.send(frame)
+        return await self.receive()
+
+    async def subscribe(self, channel: str, event: str | None = None) -> dict[str, Any]:
+        frame = {"type": "subscribe", "channel": channel}
+        if event is not None:
+            frame["event"] = event
+        reply = await self.request(frame)
+        assert reply["type"] == "subscribed", reply
+        return reply
+
+    async def close_code(self) -> int:
+        """The code of the close the server sends next (after any frame already read)."""
+        message = await self.communicator.receive_output(timeout=FRAME_TIMEOUT)
+        assert message["type"] == "websocket.close", message
+        return message.get("code", 1000)
+
+    async def assert_silent(self) -> None:
+        if not await self.communicator.receive_nothing(timeout=SILENCE_SECONDS):
+            unexpected = await self.communicator.receive_output(timeout=FRAME_TIMEOUT)
+            raise AssertionError(f"unexpected output: {unexpected}")
+
+    async def assert_alive(self) -> None:
+        """The connection still answers: a ping gets its pong."""
+        reply = await self.request({"type": "ping", "ref": "alive?"})
+        assert reply == {"type": "pong", "ref": "alive?", "server_time": ISO_TIMESTAMP}
+
+    async def disconnect(self) -> None:
+        future = self.communicator.future
+        if future.done():  # the application already ended (or a timed-out receive cancelled it)
+            if not future.cancelled():
+                future.result()  # surface a crash of the consumer
+            return
+        await self.communicator.disconnect(timeout=FRAME_TIMEOUT)
+
+
+@asynccontextmanager
+async def opened(
+    headers: Sequence[tuple[bytes, bytes]] = (), *, subprotocols: list[str] | None = None, path: str = PATH
+) -> AsyncIterator[Socket]:
+    """A socket whose handshake the test drives itself (`await socket.open()`); closed at the end."""
+    socket = Socket(WebsocketCommunicator(application, path, headers=list(headers), subprotocols=subprotocols))
+    try:
+        yield socket
+    finally:
+        await socket.disconnect()
+
+
+@asynccontextmanager
+async def connected(key: str) -> AsyncIterator[Socket]:
+    """A socket authenticated with an API key, past its `connected` frame."""
+    async with opened([bearer(key)]) as socket:
+        accepted, _ = await socket.open()
+        assert accepted
+        socket.hello = await socket.receive()
+        assert socket.hello["type"] == "connected", socket.hello
+        yield socket
