@@ -143,6 +143,17 @@ def main() -> None:
         "",
         *detail(results),
         "",
+        "Channel layer, measured on RetroChat itself (uvicorn, 1 process): "
+        + (
+            f"pub/sub layer {fmt(results['project']['burst'][str(s['main_subscribers'])]['deliveries_per_second'])} deliveries/s, "
+            f"p99 {fmt(results['project']['latency'][str(s['main_subscribers'])]['p99_ms'], 1)} ms; "
+            f"core layer {fmt(results['project_core_layer']['burst']['deliveries_per_second'])} deliveries/s, "
+            f"p99 {fmt(results['project_core_layer']['latency']['p99_ms'], 1)} ms, "
+            f"{results['project_core_layer']['burst']['lost'] + results['project_core_layer']['latency']['lost']} lost."
+            if "project_core_layer" in results
+            else "not measured in this run."
+        ),
+        "",
         f"Two RetroChat processes behind the same Redis ({s['main_subscribers']:,} subscribers split between them, publishing through the first):",
         f"{fmt(results['project_two_processes']['deliveries_per_second'])} deliveries/s, "
         f"{results['project_two_processes']['lost']} lost.",

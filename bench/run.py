@@ -243,6 +243,14 @@ def main() -> None:
                 if name == "project":
                     project.create_room(server.port)
                 results[name] = measure(server, BURST_DELIVERIES, HOLD_COUNT)
+        print("project on the core Redis layer", flush=True)
+        with project.server("project_core_layer", "uvicorn", RETROCHAT_CHANNEL_LAYER="core") as server:
+            messages = max(5, BURST_DELIVERIES // MAIN_SUBSCRIBERS)
+            results["project_core_layer"] = {
+                "burst": loadgen(server.config, mode="burst", clients=MAIN_SUBSCRIBERS, messages=messages, concurrency=4),
+                "latency": loadgen(server.config, mode="latency", clients=MAIN_SUBSCRIBERS, rate=LATENCY_RATE, duration_s=LATENCY_SECONDS),
+            }
+        print(f"  core layer: {results['project_core_layer']['burst']['deliveries_per_second']:.0f}/s", flush=True)
         print("project, two processes", flush=True)
         results["project_two_processes"] = two_processes(project)
         print(f"  two processes: {results['project_two_processes']['deliveries_per_second']:.0f}/s", flush=True)

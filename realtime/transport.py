@@ -36,7 +36,7 @@ def patch_daphne() -> None:
         return
     original_server_close = WebSocketProtocol.serverClose
 
-    def serverClose(self, code=None):  # type: ignore[no-untyped-def]  # noqa: N802 (daphne's name)
+    def serverClose(self, code=None):  # type: ignore[no-untyped-def]  # daphne's method name
         if code in SERVER_PROTOCOL_CLOSE_CODES:
             self.sendCloseFrame(code=code, isReply=False)
         else:

@@ -105,10 +105,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL")
 REDIS_PREFIX = env_str("RETROCHAT_REDIS_PREFIX", "retrochat")
 if REDIS_URL:
+    # pubsub (the default, chosen by measurement: docs/deploy.md, docs/benchmarks.md) or core.
+    _layer = env_str("RETROCHAT_CHANNEL_LAYER", "pubsub")
+    if _layer not in ("pubsub", "core"):
+        raise ImproperlyConfigured(f"RETROCHAT_CHANNEL_LAYER must be pubsub or core; got {_layer!r}")
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": redis_config.layer_hosts(REDIS_URL), "prefix": REDIS_PREFIX},
+        }
+        if _layer == "pubsub"
+        else {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # One hub channel per process receives everything: the default capacity (100) would
+            # drop bursts silently.
+            "CONFIG": {"hosts": redis_config.layer_hosts(REDIS_URL), "prefix": REDIS_PREFIX, "capacity": 100_000},
         }
     }
     # Shared by every process, so REST throttling counts a user's writes across all of them.

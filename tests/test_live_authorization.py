@@ -205,13 +205,18 @@ async def test_bad_credentials_get_one_answer_then_4001(server, people):
             assert ws.close_code == 4001, name
             answers.append(frame)
     assert all(answer == answers[0] for answer in answers)  # the same words for every failure: no oracle
+    log = server.log()
+    for secret in (people.revoked_secret, people.expired_secret, people.inactive_secret, people.keys["member"]):
+        assert secret not in log
 
 
 @pytest.mark.parametrize("param", ["key", "api_key", "token", "access_token", "bearer"])
 async def test_a_key_in_the_query_string_is_not_accepted(server, people, param):
-    async with connect(f"{server.ws_url}?{param}={people.keys['member']}", open_timeout=10) as ws:
+    key = people.keys["member"]
+    async with connect(f"{server.ws_url}?{param}={key}", open_timeout=10) as ws:
         assert await recv_json(ws) == error_frame("UNAUTHORIZED")
         assert await recv_close(ws) == 4001
+    assert key not in server.log() and key[3:] not in server.log()  # not even in the access log
 
 
 async def test_session_cookie_needs_a_same_site_origin(server, people):

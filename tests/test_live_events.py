@@ -281,6 +281,7 @@ async def test_online_on_first_socket_offline_after_last(server, world):
         assert offline == {"type": "user:offline", "channel": channel, "data": {"user_id": bob_id, "status": "offline", "timestamp": TIMESTAMP}}
         assert await recv_json(watcher) == offline
         status, profile = await server.arequest("GET", f"/v1/users/{bob_id}", world.cy_key)
+        assert status == 200
         assert (profile["status"], profile["last_seen_at"]) == ("offline", offline["data"]["timestamp"])
         await assert_no_frame(cy)
 

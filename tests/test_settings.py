@@ -272,3 +272,16 @@ def test_log_format_json_writes_one_object_per_line_without_keys(monkeypatch):
 def test_an_unknown_log_format_is_refused(monkeypatch):
     with pytest.raises(ImproperlyConfigured):
         load_settings(monkeypatch, LOG_FORMAT="xml")
+
+
+def test_the_core_redis_layer_can_be_chosen_with_a_capacity_that_does_not_drop_bursts(monkeypatch):
+    loaded = load_settings(monkeypatch, REDIS_URL="redis://cache.internal:6379/2", RETROCHAT_CHANNEL_LAYER="core")
+
+    layer = loaded["CHANNEL_LAYERS"]["default"]
+    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["CONFIG"]["capacity"] == 100_000
+
+
+def test_an_unknown_channel_layer_is_refused(monkeypatch):
+    with pytest.raises(ImproperlyConfigured):
+        load_settings(monkeypatch, REDIS_URL="redis://cache.internal:6379/2", RETROCHAT_CHANNEL_LAYER="kafka")
