@@ -2,8 +2,8 @@
 one Redis and one database, for trying scale-out by hand. Ctrl-C (or SIGTERM) stops them all, each
 closing its sockets with 1001 first.
 
-Environment: REDIS_URL (required), DATABASE_URL (default: the SQLite file), HOST, PORT (the first
-port, default 8001), RETROCHAT_PROCESSES (default 2).
+Environment: REDIS_URL (default redis://127.0.0.1:6379/0, the local Redis), DATABASE_URL (default:
+the SQLite file), HOST, PORT (the first port, default 8001), RETROCHAT_PROCESSES (default 2).
 """
 import os
 import signal
@@ -13,10 +13,12 @@ import sys
 from retrochat.env import env_int
 
 
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
 def main() -> int:
-    if not os.environ.get("REDIS_URL"):
-        print("make cluster needs REDIS_URL (e.g. redis://127.0.0.1:6379/0): processes meet in Redis.", file=sys.stderr)
-        return 2
+    # Processes meet in Redis: without it, each would be an island.
+    os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
     first_port = env_int("PORT", 8001)
     count = env_int("RETROCHAT_PROCESSES", 2)
     processes = []

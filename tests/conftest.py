@@ -16,6 +16,13 @@ from tests.live import LiveServer
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    # .ci/run names the services a phase must use; a phase that would quietly run without them
+    # (an unset variable, a Makefile that drops it) fails instead of skipping their tests.
+    required = {name for name in os.environ.get("RETROCHAT_TEST_SERVICES", "").split(",") if name}
+    if "redis" in required and not settings.REDIS_URL:
+        pytest.exit("RETROCHAT_TEST_SERVICES names redis but REDIS_URL is not set", returncode=3)
+    if "postgres" in required and settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.exit("RETROCHAT_TEST_SERVICES names postgres but DATABASE_URL is not PostgreSQL", returncode=3)
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:
         import redis
