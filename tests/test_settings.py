@@ -122,7 +122,9 @@ def test_configured_channel_layer_follows_redis_url():
 
     if settings.REDIS_URL:
         assert backend == REDIS_LAYER
-        assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] == [settings.REDIS_URL]
+        assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] == [
+            {"address": settings.REDIS_URL, "max_connections": 200}
+        ]
     else:
         assert backend == IN_MEMORY_LAYER
 
