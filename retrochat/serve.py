@@ -99,6 +99,10 @@ def run_uvicorn() -> None:
         ws_ping_interval=env_int("RETROCHAT_HEARTBEAT_INTERVAL", 25),
         ws_ping_timeout=env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20),
         ws_max_size=transport_cap(),
+        # No permessage-deflate: browsers offer it, and it would compress every frame once per
+        # recipient (the hub writes one pre-encoded text to many sockets) and keep a zlib context
+        # per connection. daphne (autobahn) does not accept it either.
+        ws_per_message_deflate=False,
         lifespan="off",
         access_log=False,  # retrochat.access writes structured access logs
         log_config=None,  # Django's LOGGING applies

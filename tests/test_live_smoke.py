@@ -22,3 +22,11 @@ async def test_message_posted_over_rest_arrives_over_websocket(server, ada_with_
         status, body = await server.arequest("POST", f"/v1/rooms/{room.pk}/messages", key, {"content": "hi"})
         assert status == 201
         assert await recv_json(ws) == {"type": "message:new", "channel": f"room:{room.pk}", "data": body}
+
+
+async def test_the_server_declines_permessage_deflate(server, ada_with_room):
+    # Compressing would cost once per recipient for the same pre-encoded frame (retrochat/serve.py).
+    _, key, _ = ada_with_room
+    async with server.connect(key, compression="deflate") as ws:
+        assert (await recv_json(ws))["type"] == "connected"
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
