@@ -5,15 +5,12 @@ Synchronous (it reads the database); the consumer calls it through `realtime_db`
 from dataclasses import dataclass
 from typing import Any
 
-from rest_framework.fields import DateTimeField
-
 from realtime import channel_names, presence, protocol
 from realtime.channel_names import Channel
+from retrochat.timestamps import format_timestamp
 from rooms import access
 from rooms.models import Conversation, Room
 from users.models import User
-
-_timestamp = DateTimeField().to_representation
 
 
 @dataclass(frozen=True)
@@ -25,7 +22,6 @@ class Decision:
     presence: dict[str, Any] | None = None
 
 
-_NOT_FOUND = Decision(protocol.CHANNEL_NOT_FOUND)
 _FORBIDDEN = Decision(protocol.FORBIDDEN)
 
 
@@ -68,7 +64,7 @@ def check_subscription(user: User, channel: Channel, event_filter: str) -> Decis
     if subject is not None and "activity" in granted:
         current_presence = {
             "status": presence.status_of(subject.pk),
-            "last_seen_at": _timestamp(subject.last_seen_at) if subject.last_seen_at else None,
+            "last_seen_at": format_timestamp(subject.last_seen_at) if subject.last_seen_at else None,
         }
     return Decision(None, granted, current_presence)
 

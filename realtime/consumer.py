@@ -244,7 +244,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             if group not in self.joined_groups:
                 self.joined_groups.add(group)
                 await self.hub.join(group, self)
-        await self.send_text(protocol.subscribed(channel, event, frame.ref, decision.presence))
+        # Missed-event replay (SPEC §3.7) is not built yet: a client asking for it is told plainly
+        # that nothing was recovered, so that it refetches history over REST.
+        recovered = False if frame.since is not None else None
+        await self.send_text(protocol.subscribed(channel, event, frame.ref, decision.presence, recovered))
 
     async def unsubscribe(self, frame: ClientFrame) -> None:
         channel = frame.channel

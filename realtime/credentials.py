@@ -15,6 +15,7 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.http.request import validate_host
 
+from realtime import protocol
 from realtime.db import realtime_db
 from users import keys
 from users.models import ApiKey, User
@@ -98,13 +99,13 @@ async def authenticate(scope: dict) -> Credentials:
     if secret is not None:
         api_key = await realtime_db(keys.verify)(secret) if secret else None
         if api_key is None:
-            return Credentials(error="UNAUTHORIZED", subprotocol=subprotocol)
+            return Credentials(error=protocol.UNAUTHORIZED, subprotocol=subprotocol)
         return Credentials(user=api_key.user, api_key=api_key, subprotocol=subprotocol)
     session_key = _session_key(scope)
     if session_key:
         user = await _session_user(session_key)
         if user.is_authenticated:
             if not origin_allowed(scope):
-                return Credentials(error="FORBIDDEN_ORIGIN", subprotocol=subprotocol)
+                return Credentials(error=protocol.FORBIDDEN_ORIGIN, subprotocol=subprotocol)
             return Credentials(user=user, subprotocol=subprotocol)
-    return Credentials(error="UNAUTHORIZED", subprotocol=subprotocol)
+    return Credentials(error=protocol.UNAUTHORIZED, subprotocol=subprotocol)

@@ -8,13 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
-from rest_framework.fields import DateTimeField
 
 from realtime import channel_names, presence
 from realtime.channel_names import Channel
 from retrochat import ids
-
-_timestamp = DateTimeField().to_representation
+from retrochat.timestamps import format_timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +53,7 @@ def message_deleted(message: Any, *, deleted_at: datetime) -> Event:
     else:
         data["conversation_id"] = ids.format_id(ids.CONVERSATION, message.conversation_id)
     data["user_id"] = ids.format_id(ids.USER, message.author_id)
-    data["deleted_at"] = _timestamp(deleted_at)
+    data["deleted_at"] = format_timestamp(deleted_at)
     return Event("message:deleted", _message_channel(message), data)
 
 
@@ -101,7 +99,7 @@ def user_updated(user: Any) -> Event:
     data = {
         "user_id": profile.pop("id"),
         "status": profile.pop("status"),
-        "timestamp": _timestamp(timezone.now()),
+        "timestamp": format_timestamp(timezone.now()),
         **profile,
     }
     return Event("user:updated", channel_names.user(user.pk), data)
@@ -109,5 +107,5 @@ def user_updated(user: Any) -> Event:
 
 def user_presence(user_id: int, *, status: str, at: datetime) -> Event:
     event_type = "user:online" if status == presence.ONLINE else "user:offline"
-    data = {"user_id": ids.format_id(ids.USER, user_id), "status": status, "timestamp": _timestamp(at)}
+    data = {"user_id": ids.format_id(ids.USER, user_id), "status": status, "timestamp": format_timestamp(at)}
     return Event(event_type, channel_names.user(user_id), data)

@@ -2,7 +2,7 @@
 group per process, and delivery of pre-encoded frames straight to the sockets that want them.
 
 Why not one channel-layer channel per connection, as the Channels tutorial does? Measured in
-../shared/ARCHITECTURE.md: per-connection channels cost a Redis subscription per connect, a
+in the project's architecture notes: per-connection channels cost a Redis subscription per connect, a
 msgpack decode per recipient and a thread hop per delivered event (Channels' dispatch closes old
 DB connections before every handler). Here an event is decoded once per process and written to
 each matching socket; the delivery path touches neither the database nor a thread.

@@ -58,7 +58,7 @@ class LocalPresence:
                 self._connections.pop(user_id, None)
             return LIMIT_REACHED
         connections.add(connection_id)
-        return 1 if len(connections) == 1 else 0
+        return WENT_ONLINE if len(connections) == 1 else ALREADY_ONLINE
 
     async def close(self, user_id: int, connection_id: str) -> bool:
         """Unregister a connection; True when it was the user's last (they went offline)."""

@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
-from rest_framework.fields import DateTimeField
 
 from realtime.channel_names import Channel, parse_channel
+from retrochat.timestamps import format_timestamp
 
 MAX_REF_LENGTH = 64
 ALL_EVENTS = "*"
@@ -34,17 +34,14 @@ CONNECTION_LIMIT = "CONNECTION_LIMIT"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
 # Close codes.
-CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_BIG = 1009
-CLOSE_RESTARTING = 1012
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN_ORIGIN = 4003
 CLOSE_RATE_LIMITED = 4029
 
 CLIENT_TYPES = ("subscribe", "unsubscribe", "list_subscriptions", "ping")
 
-_timestamp = DateTimeField().to_representation
 
 
 class ProtocolError(Exception):
@@ -63,6 +60,7 @@ class ClientFrame:
     ref: str | int | None
     channel: Channel | None = None
     event: str | None = None  # None: not given
+    since: dict | None = None  # SPEC §3.7 recovery request; None: not given
 
 
 def _reject_constant(name: str) -> float:
@@ -127,7 +125,10 @@ def parse_frame(value: Any) -> ClientFrame:
             raise ProtocolError(INVALID_FRAME, "`event` must be a string.", ref)
         if not is_known_filter(channel, event):
             raise ProtocolError(INVALID_EVENT, f"Unknown event filter for {channel.kind} channels; expected {', '.join(filters_for(channel))}.", ref)
-    return ClientFrame(frame_type, ref, channel, event)
+    since = value.get("since")
+    if since is not None and (frame_type != "subscribe" or not isinstance(since, dict)):
+        raise ProtocolError(INVALID_FRAME, "`since` must be an object {\"offset\": …, \"epoch\": …} on subscribe.", ref)
+    return ClientFrame(frame_type, ref, channel, event, since)
 
 
 def filters_for(channel: Channel) -> list[str]:
@@ -182,10 +183,14 @@ def connected(*, connection_id: str, user_id: str, heartbeat_interval: int, limi
     )
 
 
-def subscribed(channel: Channel, event: str, ref: str | int | None, presence: dict[str, Any] | None = None) -> str:
+def subscribed(
+    channel: Channel, event: str, ref: str | int | None, presence: dict[str, Any] | None = None, recovered: bool | None = None
+) -> str:
     frame: dict[str, Any] = {"type": "subscribed", "channel": str(channel), "event": event}
     if presence is not None:
         frame["presence"] = presence
+    if recovered is not None:
+        frame["recovered"] = recovered
     return encode(_with_ref(frame, ref))
 
 
@@ -204,4 +209,4 @@ def subscriptions(entries: list[tuple[Channel, list[str]]], ref: str | int | Non
 
 
 def pong(ref: str | int | None, now: datetime | None = None) -> str:
-    return encode(_with_ref({"type": "pong", "server_time": _timestamp(now or timezone.now())}, ref))
+    return encode(_with_ref({"type": "pong", "server_time": format_timestamp(now or timezone.now())}, ref))

@@ -14,7 +14,7 @@ when Django starts, so that they hold whichever server `retrochat.serve` runs.
 
 # Codes a server may send that autobahn's public sendClose() refuses.
 SERVER_PROTOCOL_CLOSE_CODES = frozenset({1001, 1009, 1011, 1012, 1013})
-CLOSE_TOO_BIG = 1009
+CLOSE_TOO_BIG = 1009  # realtime.protocol.CLOSE_TOO_BIG; repeated: this module loads before Django
 
 
 def too_large_error() -> bytes:

@@ -1,6 +1,6 @@
 """`python -m retrochat.cluster` (`make cluster`): N server processes on consecutive ports sharing
 one Redis and one database, for trying scale-out by hand. Ctrl-C (or SIGTERM) stops them all, each
-closing its sockets with 1001 first.
+closing its sockets first (1012 under uvicorn, 1001 under daphne).
 
 Environment: REDIS_URL (default redis://127.0.0.1:6379/0, the local Redis), DATABASE_URL (default:
 the SQLite file), HOST, PORT (the first port, default 8001), RETROCHAT_PROCESSES (default 2).
@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 from retrochat.env import env_int
-
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -11,8 +11,9 @@ CONVERSATION = "conv"
 MESSAGE = "msg"
 API_KEY = "key"
 
-# 1 to 9223372036854775807 fits a signed 64-bit key; 18 digits keep every accepted id below that.
-_NUMBER = r"[1-9][0-9]{0,17}"
+# Positive and no larger than a signed 64-bit primary key (9223372036854775807, 19 digits).
+MAX_ID = 2**63 - 1
+_NUMBER = r"[1-9][0-9]{0,18}"
 _NUMBER_RE = re.compile(_NUMBER, re.ASCII)
 
 
@@ -29,7 +30,7 @@ def parse_id(prefix: str, value: object, *, allow_bare: bool = True) -> int | No
         text = text[len(prefix) + 1 :]
     elif not allow_bare:
         return None
-    if not _NUMBER_RE.fullmatch(text):
+    if not _NUMBER_RE.fullmatch(text) or int(text) > MAX_ID:
         return None
     return int(text)
 

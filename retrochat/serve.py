@@ -22,7 +22,6 @@ from retrochat.env import env_int, env_str
 
 logger = logging.getLogger("retrochat.serve")
 
-CLOSE_GOING_AWAY = 1001
 APPLICATION = "retrochat.asgi:application"
 
 
@@ -57,6 +56,7 @@ def run_daphne() -> None:
         def kill_all_applications(self):  # type: ignore[no-untyped-def]
             from daphne.ws_protocol import WebSocketProtocol
 
+            from realtime.protocol import CLOSE_GOING_AWAY
             from realtime.shutdown import drain_connections
 
             for protocol in list(self.connections):

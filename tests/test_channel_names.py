@@ -126,3 +126,9 @@ def test_each_event_type_belongs_to_one_category_of_its_channel_kind(name, event
 def test_event_types_of_other_channel_kinds_do_not_apply(name, event_type):
     with pytest.raises(ValueError):
         parse_channel(name).category_of(event_type)
+
+
+def test_the_largest_64_bit_id_is_a_channel_and_one_more_is_not():
+    assert parse_channel("room:9223372036854775807") == Channel("room", 9223372036854775807)
+    assert parse_channel("room:9223372036854775808") is None
+    assert parse_channel("room:10000000000000000000") is None

@@ -33,7 +33,9 @@ def user_deleted(sender: type, instance: User, using: str | None = None, **kwarg
 
 
 def api_key_saved(sender: type, instance: ApiKey, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
-    if not raw and instance.revoked_at is not None:
+    # Revoked, or given an expiry that has already passed (the admin can edit it): close its sockets.
+    # A future expiry set after a socket connected is not applied to that socket (docs/decisions.md).
+    if not raw and not instance.is_usable:
         control_on_commit("revoke_key", key_id=instance.pk, using=using)
 
 
