@@ -25,6 +25,8 @@ from retrochat import metrics
 
 logger = logging.getLogger("retrochat.realtime")
 
+RECEIVE_RETRY_SECONDS = 0.5
+
 
 class Connection(Protocol):
     user_id: int
@@ -67,7 +69,14 @@ class Hub:
 
     async def _receive_forever(self) -> None:
         while True:
-            message = await self.layer.receive(self.channel_name)
+            try:
+                message = await self.layer.receive(self.channel_name)
+            except Exception as exc:
+                # The layer's Redis is unreachable (the core layer reads it directly). Keep trying:
+                # if this task ended, the process would deliver nothing until restarted.
+                logger.warning("hub: channel layer receive failed (%s); retrying", exc.__class__.__name__)
+                await asyncio.sleep(RECEIVE_RETRY_SECONDS)
+                continue
             try:
                 await self._dispatch(message)
             except Exception:  # one bad message must not stop delivery for the whole process

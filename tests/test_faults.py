@@ -89,3 +89,29 @@ async def test_rest_answers_503_while_postgres_is_down_and_recovers_after(ada):
                 status, _ = await server.arequest("POST", f"/v1/rooms/{room.pk}/messages", ada["key"], {"content": "back"})
                 assert status == 201
             assert "connection already closed" not in server.log()
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
+async def test_events_flow_again_after_redis_restarts_on_the_core_layer_too(ada):
+    """The core layer reads Redis directly in the hub's receive loop; an outage must not end it."""
+    redis_url = urlsplit(settings.REDIS_URL)
+    with TcpProxy(redis_url.hostname, redis_url.port or 6379) as proxy:
+        env = {"REDIS_URL": _via_proxy(settings.REDIS_URL, proxy), "RETROCHAT_WRITE_THROTTLE": "off", "RETROCHAT_CHANNEL_LAYER": "core"}
+        with LiveServer(**env) as server:
+            room = ada["room"]
+            async with server.connect(ada["key"]) as ws:
+                assert (await recv_json(ws))["type"] == "connected"
+                await request_reply(ws, {"type": "subscribe", "channel": f"room:{room.pk}", "event": "message:new"})
+                proxy.down()
+                await asyncio.sleep(1)  # let the hub's blocking read fail against the dead connection
+                proxy.up()
+                started = time.monotonic()
+                received = None
+                while received is None and time.monotonic() - started < RECOVERY_SECONDS:
+                    status, _ = await server.arequest("POST", f"/v1/rooms/{room.pk}/messages", ada["key"], {"content": "after"})
+                    assert status == 201
+                    try:
+                        received = await recv_json(ws, timeout=0.5)
+                    except asyncio.TimeoutError:
+                        continue
+                assert received is not None and received["data"]["content"] == "after"
