@@ -50,7 +50,7 @@ async def test_a_socket_on_one_process_receives_what_is_posted_through_the_other
 
 async def test_a_user_with_a_tab_on_each_process_goes_online_once_and_offline_once(cluster, people):
     a, b = cluster
-    ada, bob = people["ada"], people["bob"]
+    bob = people["bob"]
     activity = {"type": "subscribe", "channel": f"user:{bob.pk}", "event": "activity"}
     async with a.connect(people["ada_key"]) as observer:
         await connected(observer)
@@ -72,7 +72,6 @@ async def test_a_user_with_a_tab_on_each_process_goes_online_once_and_offline_on
     status, profile = await a.arequest("GET", f"/v1/users/{bob.pk}", people["ada_key"])
     assert (status, profile["status"]) == (200, "offline")
     assert profile["last_seen_at"] is not None
-    del ada
 
 
 async def test_the_connection_limit_holds_across_processes(cluster, people):
@@ -124,7 +123,7 @@ async def test_revoking_a_key_closes_its_sockets_on_both_processes(cluster, peop
         assert ws.close_code == 4001
 
 
-async def test_sigterm_closes_sockets_with_1001_and_clears_presence_at_once(cluster, people):
+async def test_sigterm_closes_sockets_with_a_restart_code_and_clears_presence_at_once(cluster, people):
     a, _ = cluster
     bob = people["bob"]
     with LiveServer(**FAST_PRESENCE) as leaving:
