@@ -5,7 +5,7 @@ Synchronous (it reads the database); the consumer calls it through `realtime_db`
 from dataclasses import dataclass
 from typing import Any
 
-from realtime import channel_names, presence, protocol
+from realtime import channel_names, presence, protocol, streams
 from realtime.channel_names import Channel
 from retrochat.timestamps import format_timestamp
 from rooms import access
@@ -67,6 +67,32 @@ def check_subscription(user: User, channel: Channel, event_filter: str) -> Decis
             "last_seen_at": format_timestamp(subject.last_seen_at) if subject.last_seen_at else None,
         }
     return Decision(None, granted, current_presence)
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What a subscribe needs from the database, read in one call: the decision, the stream's
+    position, and (for `since`) the missed events, or None when they cannot all be given."""
+
+    error: str | None
+    categories: frozenset[str] = frozenset()
+    presence: dict[str, Any] | None = None
+    position: streams.Position | None = None
+    missed: list[streams.LoggedEvent] | None = None
+
+
+def prepare_subscription(user_id: int, channel: Channel, event_filter: str, since: streams.Position | None, max_events: int) -> Preparation:
+    """The access check with the user as the database has it now (not as they connected), then the
+    stream's position and what `since` asks to recover."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return Preparation(protocol.UNAUTHORIZED)
+    decision = check_subscription(user, channel, event_filter)
+    if decision.error:
+        return Preparation(decision.error)
+    position = streams.ensure_position(str(channel))
+    missed = None if since is None else streams.missed_events(str(channel), since, position, max_events)
+    return Preparation(None, decision.categories, decision.presence, position, missed)
 
 
 def may_keep(user_id: int, channel: Channel) -> bool:

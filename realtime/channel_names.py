@@ -1,9 +1,9 @@
 """Channel names, event categories and channel-layer group names: the one place that knows them.
 
 A channel is `kind:id` with kind `room`, `conversation` or `user` and a positive id, bare or
-prefixed (`room:7` is `room:room_7`); replies always name it canonically (`room:7`). Each
-(channel, category) pair is one channel-layer group, so an event travels to exactly one group
-and a connection that joined it gets it once, whatever filters it holds.
+prefixed (`room:7` is `room:room_7`); replies always name it canonically (`room:7`). Each channel is
+one channel-layer group: a channel is one stream of offsets (realtime/streams.py), so a process
+that follows it receives all of its events, in order, and each connection's filters pick theirs.
 """
 from dataclasses import dataclass
 
@@ -38,9 +38,10 @@ class Channel:
     def categories(self) -> dict[str, tuple[str, ...]]:
         return CATEGORIES[self.kind]
 
-    def group(self, category: str) -> str:
-        """The channel-layer group for one category of this channel (`rc.room.7.message`)."""
-        return f"rc.{self.kind}.{self.id}.{category}"
+    @property
+    def group(self) -> str:
+        """The channel-layer group of this channel (`rc.room.7`)."""
+        return f"rc.{self.kind}.{self.id}"
 
     def category_of(self, event_type: str) -> str:
         for category, types in self.categories.items():

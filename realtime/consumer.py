@@ -1,14 +1,17 @@
-"""The WebSocket endpoint /v1/realtime (SPEC §3): protocol only.
+"""The WebSocket endpoint /v1/realtime: protocol only.
 
 Parsing and frame shapes live in realtime/protocol.py, subscription rules in
-realtime/authorization.py, handshake credentials in realtime/credentials.py, fan-out in
-realtime/hub.py. Events reach this consumer from the hub as pre-encoded text; it checks the
-connection's filters and writes the text as it is.
+realtime/authorization.py, handshake credentials in realtime/credentials.py, subscription state in
+realtime/subscriptions.py, fan-out in realtime/hub.py and the outgoing queue in realtime/outbox.py.
+
+Nothing here waits for the client to read: every frame goes through the connection's outbox. And
+clean-up (hub, groups, presence) runs when the application ends, whatever ended it.
 """
 import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -17,10 +20,14 @@ from django.utils import timezone
 
 from realtime import authorization, credentials, presence, protocol, transitions
 from realtime.channel_names import Channel
+from realtime.credentials import ConnectionCredentials
 from realtime.db import realtime_db
 from realtime.hub import Hub, get_hub
 from realtime.limits import FrameRateLimiter
+from realtime.outbox import Outbox
 from realtime.protocol import ClientFrame, ProtocolError
+from realtime.subscriptions import Frame, Subscriptions
+from realtime.transport import TRANSPORT_EXTENSION
 from retrochat import ids, metrics
 
 logger = logging.getLogger("retrochat.realtime")
@@ -36,6 +43,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     user_id: int
     api_key_id: int | None = None
+    connection_id: str = ""
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Whatever ended the application (a disconnect, a send that raised, a bug, cancellation),
+            # the connection leaves the hub, its channels and the presence registry: no zombies.
+            await self._clean_up()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' AsyncConsumer.dispatch closes old DB connections on a worker thread before every
@@ -46,30 +62,33 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    # --- lifecycle ---------------------------------------------------------------------------
+    # --- lifecycle -------------------------------------------------------------------------------
     async def connect(self) -> None:
         self.closing = False
         self.registered = False
-        self.filters: dict[Channel, dict[str, frozenset[str]]] = {}
-        # The same filter dicts by channel name, for the delivery path (the hub names channels).
-        self.filters_by_name: dict[str, dict[str, frozenset[str]]] = {}
-        self.joined_groups: set[str] = set()
+        self.cleaned_up = False
+        self.subscriptions = Subscriptions()
+        self.in_hub: set[Channel] = set()  # channels this connection follows through the hub
         self.limiter = FrameRateLimiter(settings.RETROCHAT_RATE_PER_SECOND, settings.RETROCHAT_RATE_BURST)
         self.expiry_timer: asyncio.TimerHandle | None = None
         self.background: set[asyncio.Task] = set()
         self.disconnected = asyncio.Event()
-        # While access to a channel is re-checked, its events wait here (by channel name), so that
-        # a user who lost the right to it gets none of them: not even the event of the change itself.
-        self.held: dict[str, list[str]] = {}
-        self.rechecks: dict[Channel, int] = {}  # re-checks in flight, per channel
 
         creds = await credentials.authenticate(self.scope)
         await self.accept(creds.subprotocol)
+        self.outbox = Outbox(
+            self.base_send,
+            transport=(self.scope.get("extensions") or {}).get(TRANSPORT_EXTENSION),
+            max_bytes=settings.RETROCHAT_MAX_PENDING_BYTES,
+            max_seconds=settings.RETROCHAT_MAX_PENDING_SECONDS,
+            close_grace=settings.RETROCHAT_CLOSE_GRACE_SECONDS,
+            on_slow=self._slow_consumer,
+        )
         if creds.error == protocol.FORBIDDEN_ORIGIN:
-            await self.fail(protocol.FORBIDDEN_ORIGIN, "Session authentication needs an Origin of this site.", protocol.CLOSE_FORBIDDEN_ORIGIN)
+            self.fail(protocol.FORBIDDEN_ORIGIN, "Session authentication needs an Origin of this site.", protocol.CLOSE_FORBIDDEN_ORIGIN)
             return
         if creds.error or creds.user is None:
-            await self.fail(protocol.UNAUTHORIZED, "Missing or invalid credentials.", protocol.CLOSE_UNAUTHORIZED)
+            self.fail(protocol.UNAUTHORIZED, "Missing or invalid credentials.", protocol.CLOSE_UNAUTHORIZED)
             return
         user = creds.user
         connection_id = uuid.uuid4().hex
@@ -77,17 +96,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         # per-user limit holds across processes and exactly one connection is the "first".
         outcome = await presence.backend().open(user.pk, connection_id, settings.RETROCHAT_MAX_CONNECTIONS_PER_USER)
         if outcome == presence.LIMIT_REACHED:
-            await self.fail(
+            self.fail(
                 protocol.CONNECTION_LIMIT,
                 f"At most {settings.RETROCHAT_MAX_CONNECTIONS_PER_USER} open connections per user.",
                 protocol.CLOSE_RATE_LIMITED,
             )
             return
-        self.user = user
         self.user_id = user.pk
         self.api_key_id = creds.api_key.pk if creds.api_key else None
         self.connection_id = connection_id
-        self.registered = True
+        self.credentials = ConnectionCredentials(connection_id, user.pk, self.api_key_id, creds.session_key)
+        self.registered = True  # from here on, clean-up closes the presence entry
         self.hub: Hub = await get_hub()
         self.hub.register(self)
         self.opened_at = time.monotonic()
@@ -96,7 +115,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             extra={"event": "ws_open", "connection_id": connection_id, "user_id": user.pk,
                    "auth": "api_key" if creds.api_key else "session"},
         )
-        await self.send_text(
+        self.send_text(
             protocol.connected(
                 connection_id=self.connection_id,
                 user_id=ids.format_id(ids.USER, user.pk),
@@ -105,19 +124,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     "max_subscriptions": settings.RETROCHAT_MAX_SUBSCRIPTIONS,
                     "max_frame_bytes": settings.RETROCHAT_MAX_FRAME_BYTES,
                     "rate_per_second": settings.RETROCHAT_RATE_PER_SECOND,
+                    "rate_burst": settings.RETROCHAT_RATE_BURST,
                 },
             )
         )
         if creds.api_key and creds.api_key.expires_at:
             delay = max(0.0, (creds.api_key.expires_at - timezone.now()).total_seconds())
             self.expiry_timer = asyncio.get_running_loop().call_later(
-                delay, lambda: self._spawn(self.revoke("The API key of this connection expired."))
+                delay, self.revoke, "The API key of this connection expired."
             )
         if outcome == presence.WENT_ONLINE:
             await transitions.went_online(user.pk)
 
     async def disconnect(self, code: int) -> None:
-        self.closing = True
         if self.registered:
             duration = round(time.monotonic() - self.opened_at, 1)
             access_logger.info(
@@ -125,51 +144,77 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 extra={"event": "ws_close", "connection_id": self.connection_id, "user_id": self.user_id,
                        "code": code, "duration_s": duration},
             )
+        await self._clean_up()
+
+    async def _clean_up(self) -> None:
+        """Idempotent; each step runs even if an earlier one failed."""
+        if getattr(self, "cleaned_up", True):  # never connected, or already done
+            return
+        self.cleaned_up = True
+        self.closing = True
         try:
-            await self._clean_up()
+            if self.expiry_timer:
+                self.expiry_timer.cancel()
+            for task in list(self.background):
+                task.cancel()
+            self.outbox.stop()
+            if not self.registered:
+                return
+            self.registered = False
+            self.hub.unregister(self)
+            for channel in list(self.in_hub):
+                try:
+                    await self.hub.leave(channel, self)
+                except Exception:
+                    logger.exception("realtime: leaving %s failed for connection %s", channel, self.connection_id)
+            self.in_hub.clear()
+            try:
+                if await presence.backend().close(self.user_id, self.connection_id):
+                    await transitions.went_offline(self.user_id)
+            except Exception:  # Redis away: the sweep of another process takes the user offline
+                logger.exception("realtime: presence clean-up failed for connection %s", self.connection_id)
         finally:
             self.disconnected.set()  # graceful shutdown waits for this (realtime/shutdown.py)
 
-    async def _clean_up(self) -> None:
-        if self.expiry_timer:
-            self.expiry_timer.cancel()
-        for task in self.background:
-            task.cancel()
-        if not self.registered:
-            return
-        self.registered = False
-        self.hub.unregister(self)
-        for group in list(self.joined_groups):
-            await self.hub.leave(group, self)
-        self.joined_groups.clear()
-        if await presence.backend().close(self.user_id, self.connection_id):
-            await transitions.went_offline(self.user_id)
-
-    async def fail(self, code: str, message: str, close_code: int) -> None:
-        """An error frame, then close with `close_code` (handshake failures and revocations)."""
+    def fail(self, code: str, message: str, close_code: int) -> None:
+        """An error frame, then close with `close_code` (handshake failures, revocations, limits)."""
         self.closing = True
-        await self.send_error(code, message)
-        await self.close(code=close_code)
-
-    async def send_text(self, text: str) -> None:
-        await self.base_send({"type": "websocket.send", "text": text})
-
-    async def send_error(self, code: str, message: str, ref: str | int | None = None) -> None:
         metrics.inc("retrochat_errors_total", f'code="{code}",transport="ws"')
-        await self.send_text(protocol.error(code, message, ref))
+        self.outbox.close(close_code, protocol.error(code, message))
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _slow_consumer(self) -> None:
+        logger.info("realtime: connection %s is a slow consumer; closing it with 4008", self.connection_id)
+        metrics.inc("retrochat_slow_consumer_closes_total")
+        self.fail(
+            protocol.SLOW_CONSUMER,
+            "This connection did not read its frames fast enough; reconnect and recover with `since`.",
+            protocol.CLOSE_SLOW_CONSUMER,
+        )
+
+    def send_text(self, text: str) -> None:
+        self.outbox.push(text)
+
+    def send_error(self, code: str, message: str, ref: str | int | None = None) -> None:
+        metrics.inc("retrochat_errors_total", f'code="{code}",transport="ws"')
+        self.send_text(protocol.error(code, message, ref))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coroutine)
         self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        task.add_done_callback(self._background_done)
 
-    # --- client frames -----------------------------------------------------------------------
+    def _background_done(self, task: asyncio.Task) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("realtime: background work failed for connection %s", self.connection_id, exc_info=task.exception())
+
+    # --- client frames ---------------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:
             return
         size = len(bytes_data) if bytes_data is not None else _utf8_length(text_data or "")
         if size > settings.RETROCHAT_MAX_FRAME_BYTES:
-            await self.fail(
+            self.fail(
                 protocol.MESSAGE_TOO_LARGE,
                 f"Frames are limited to {settings.RETROCHAT_MAX_FRAME_BYTES} bytes.",
                 protocol.CLOSE_TOO_BIG,
@@ -182,161 +227,179 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             frame = protocol.parse_frame(protocol.decode(text_data or ""))
         except ProtocolError as exc:
             if allowed:
-                await self.send_error(exc.code, exc.message, exc.ref)
+                self.send_error(exc.code, exc.message, exc.ref)
             else:
-                await self.rate_limited(exc.ref)
+                self.rate_limited(exc.ref)
             return
         if not allowed:
-            await self.rate_limited(frame.ref)
+            self.rate_limited(frame.ref)
             return
         try:
             await self.handle(frame)
         except ProtocolError as exc:
-            await self.send_error(exc.code, exc.message, exc.ref)
+            self.send_error(exc.code, exc.message, exc.ref)
         except Exception:
             logger.exception("realtime: %s frame failed for user %s", frame.type, self.user_id)
-            await self.send_error(protocol.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE, frame.ref)
+            self.send_error(protocol.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE, frame.ref)
 
-    async def rate_limited(self, ref: str | int | None) -> None:
+    def rate_limited(self, ref: str | int | None) -> None:
         if self.limiter.is_abusive():
-            await self.fail(protocol.RATE_LIMITED, "Too many frames for too long; reconnect later.", protocol.CLOSE_RATE_LIMITED)
+            self.fail(protocol.RATE_LIMITED, "Too many frames for too long; reconnect later.", protocol.CLOSE_RATE_LIMITED)
             return
-        await self.send_error(
+        self.send_error(
             protocol.RATE_LIMITED, f"Over {settings.RETROCHAT_RATE_PER_SECOND} frames per second; this frame was dropped.", ref
         )
 
     async def handle(self, frame: ClientFrame) -> None:
-        if frame.type == "ping":
-            await self.send_text(protocol.pong(frame.ref))
-        elif frame.type == "list_subscriptions":
-            entries = [(channel, list(filters)) for channel, filters in self.filters.items()]
-            await self.send_text(protocol.subscriptions(entries, frame.ref))
-        elif frame.type == "subscribe":
-            await self.subscribe(frame)
-        else:
-            await self.unsubscribe(frame)
+        match frame.type:
+            case "ping":
+                self.send_text(protocol.pong(frame.ref))
+            case "list_subscriptions":
+                self.send_text(protocol.subscriptions(self.subscriptions.entries(), frame.ref))
+            case "subscribe":
+                await self.subscribe(frame)
+            case "unsubscribe":
+                await self.unsubscribe(frame)
+            case _:  # parse_frame admits only the types above
+                raise ProtocolError(protocol.UNKNOWN_TYPE, f"Unknown frame type {frame.type!r}.", frame.ref)
 
     def subscription_count(self) -> int:
-        return sum(len(filters) for filters in self.filters.values())
+        return self.subscriptions.count()
 
     async def subscribe(self, frame: ClientFrame) -> None:
         channel, event = frame.channel, frame.event or protocol.ALL_EVENTS
         assert channel is not None
-        already = event in self.filters.get(channel, {})
-        if not already and self.subscription_count() >= settings.RETROCHAT_MAX_SUBSCRIPTIONS:
+        if not self.subscriptions.has(channel, event) and self.subscriptions.count() >= settings.RETROCHAT_MAX_SUBSCRIPTIONS:
             raise ProtocolError(
                 protocol.SUBSCRIPTION_LIMIT,
                 f"At most {settings.RETROCHAT_MAX_SUBSCRIPTIONS} subscriptions per connection.",
                 frame.ref,
             )
-        decision = await realtime_db(authorization.check_subscription)(self.user, channel, event)
-        if decision.error == protocol.CHANNEL_NOT_FOUND:
-            raise ProtocolError(decision.error, f"{channel} does not exist.", frame.ref)
-        if decision.error:
-            raise ProtocolError(protocol.FORBIDDEN, f"You may not subscribe to {channel} with event {event!r}.", frame.ref)
-        if self.closing:
-            return
-        filters = self.filters.setdefault(channel, {})
-        self.filters_by_name[str(channel)] = filters
-        filters[event] = decision.categories
-        for category in decision.categories:
-            group = channel.group(category)
-            if group not in self.joined_groups:
-                self.joined_groups.add(group)
-                await self.hub.join(group, self)
-        # Missed-event replay (SPEC §3.7) is not built yet: a client asking for it is told plainly
-        # that nothing was recovered, so that it refetches history over REST.
-        recovered = False if frame.since is not None else None
-        await self.send_text(protocol.subscribed(channel, event, frame.ref, decision.presence, recovered))
+        # Hold the channel's frames and follow it before anything is read: every event committed
+        # from here on is either in what the database call reads or held until the reply is out.
+        sub = self.subscriptions.hold(channel)
+        try:
+            await self._follow(channel)
+            while True:  # an access change during the check makes the check worthless: again
+                generation = sub.access_generation
+                prepared = await realtime_db(authorization.prepare_subscription)(
+                    self.user_id, channel, event, frame.since, settings.RETROCHAT_RECOVERY_MAX_EVENTS
+                )
+                if sub.access_generation == generation:
+                    break
+            if prepared.error == protocol.UNAUTHORIZED:
+                self.revoke("This user can no longer authenticate.")
+                return
+            if prepared.error == protocol.CHANNEL_NOT_FOUND:
+                raise ProtocolError(prepared.error, f"{channel} does not exist.", frame.ref)
+            if prepared.error:
+                raise ProtocolError(protocol.FORBIDDEN, f"You may not subscribe to {channel} with event {event!r}.", frame.ref)
+            if self.closing:
+                return
+            assert prepared.position is not None
+            if not sub.filters:  # new to this connection: it starts at the stream's head
+                sub.epoch, sub.offset = prepared.position.epoch, prepared.position.offset
+            replay = self.subscriptions.replay(sub, event, prepared.categories, prepared.missed or [])
+            self.subscriptions.add_filter(channel, event, prepared.categories)
+            recovered = None if frame.since is None else prepared.missed is not None
+            self.send_text(
+                protocol.subscribed(
+                    channel, event, frame.ref, position=sub.position, recovered=recovered, presence=prepared.presence
+                )
+            )
+            for text in replay:
+                self.send_text(text)
+            if recovered is not None:
+                metrics.inc("retrochat_recoveries_total", f'outcome="{"recovered" if recovered else "not_recovered"}"')
+                metrics.inc("retrochat_events_replayed_total", by=len(replay))
+        finally:
+            for text in self.subscriptions.release(channel):
+                self.send_text(text)
+            await self._follow_or_leave(channel)
 
     async def unsubscribe(self, frame: ClientFrame) -> None:
         channel = frame.channel
         assert channel is not None
-        filters = self.filters.get(channel)
-        if filters is not None:
-            if frame.event is None:
-                filters.clear()
-            else:
-                filters.pop(frame.event, None)
-            await self._leave_unneeded_groups(channel)
-        await self.send_text(protocol.unsubscribed(channel, ref=frame.ref, event=frame.event))
+        self.subscriptions.remove_filter(channel, frame.event)
+        self.send_text(protocol.unsubscribed(channel, ref=frame.ref, event=frame.event))
+        await self._follow_or_leave(channel)
 
-    async def _leave_unneeded_groups(self, channel: Channel) -> None:
-        filters = self.filters.get(channel, {})
-        needed = set().union(*filters.values()) if filters else set()
-        if not filters:
-            self.filters.pop(channel, None)
-            self.filters_by_name.pop(str(channel), None)
-            self.held.pop(str(channel), None)  # nothing held is wanted any more
-        for category in channel.categories:
-            group = channel.group(category)
-            if category not in needed and group in self.joined_groups:
-                self.joined_groups.discard(group)
-                await self.hub.leave(group, self)
-
-    # --- called by the hub -------------------------------------------------------------------
-    async def deliver(self, channel: str, category: str, event_type: str, text: str) -> bool:
-        """Write one pre-encoded event frame if any filter of this connection matches it."""
-        filters = self.filters_by_name.get(channel)
-        if not filters or self.closing:
-            return False
-        for event_filter, granted in filters.items():
-            if category in granted and protocol.filter_matches(event_filter, category, event_type):
-                held = self.held.get(channel)
-                if held is not None:
-                    held.append(text)
-                else:
-                    await self.base_send({"type": "websocket.send", "text": text})
-                return True
-        return False
-
-    async def revoke(self, message: str) -> None:
-        if not self.closing:
-            await self.fail(protocol.UNAUTHORIZED, message, protocol.CLOSE_UNAUTHORIZED)
-
-    async def lose_channel(self, channel: Channel, reason: str, recheck: bool) -> None:
-        if channel not in self.filters:
+    async def _follow(self, channel: Channel) -> None:
+        if channel in self.in_hub or self.closing:
             return
-        if recheck:  # a database read: off the hub's delivery loop, holding the channel's events meanwhile
-            self.held.setdefault(str(channel), [])
-            self.rechecks[channel] = self.rechecks.get(channel, 0) + 1
-            self._spawn(self._recheck(channel, reason))
-            return
-        await self._drop(channel, reason)
-
-    async def _recheck(self, channel: Channel, reason: str) -> None:
+        self.in_hub.add(channel)
         try:
-            keep = await realtime_db(authorization.may_keep)(self.user_id, channel)
-        except Exception:  # fail closed: the client may subscribe again and be checked again
-            logger.exception("realtime: re-checking %s failed for user %s", channel, self.user_id)
-            keep = False
-        self.rechecks[channel] = self.rechecks.get(channel, 1) - 1
-        if not keep:
-            await self._drop(channel, reason)
-            return
-        await self._release(channel)
+            await self.hub.join(channel, self)
+        except BaseException:
+            self.in_hub.discard(channel)
+            raise
 
-    async def _release(self, channel: Channel) -> None:
-        """Write what was held for a channel, in order, unless a newer re-check still holds it."""
-        name = str(channel)
-        held = self.held.get(name)
-        # Events arriving meanwhile queue behind the held ones; a drop or a newer re-check stops this.
-        while held and self.held.get(name) is held and not self.rechecks.get(channel) and not self.closing:
-            await self.send_text(held.pop(0))
-        if not self.rechecks.get(channel):
-            self.rechecks.pop(channel, None)
-            if self.held.get(name) is held:
-                self.held.pop(name, None)
+    async def _follow_or_leave(self, channel: Channel) -> None:
+        """Follow the channel through the hub exactly while this connection has an entry for it."""
+        if self.subscriptions.get(channel) is not None:
+            await self._follow(channel)
+        elif channel in self.in_hub:
+            self.in_hub.discard(channel)
+            await self.hub.leave(channel, self)
 
-    async def _drop(self, channel: Channel, reason: str) -> None:
-        self.held.pop(str(channel), None)
-        if not self.rechecks.get(channel):
-            self.rechecks.pop(channel, None)
-        if channel not in self.filters or self.closing:
+    # --- called by the hub (never waits) ---------------------------------------------------------
+    def deliver(self, channel: str, frame: Frame) -> bool:
+        """Queue one pre-encoded event frame if this connection wants it (and has not had it)."""
+        if self.closing or not self.subscriptions.accept(channel, frame):
+            return False
+        self.outbox.push(frame.text)
+        return True
+
+    def check_outbox(self, now: float) -> None:
+        self.outbox.check_age(now)
+
+    def revoke(self, message: str) -> None:
+        if not self.closing:
+            self.fail(protocol.UNAUTHORIZED, message, protocol.CLOSE_UNAUTHORIZED)
+
+    def channel_deleted(self, channel: Channel) -> None:
+        self.subscriptions.access_changed(channel)  # a subscribe in flight checks again
+        self._drop(channel, "channel_deleted")
+
+    def access_changed(self, channel: Channel) -> None:
+        sub = self.subscriptions.access_changed(channel)
+        if sub is None or not sub.filters or self.closing:
+            return  # nothing installed yet: a subscribe in flight checks again by itself
+        # Hold the channel's events until the re-check (a database read) says whether they may go.
+        self.subscriptions.hold(channel)
+        self._spawn(self._recheck(channel))
+
+    async def _recheck(self, channel: Channel) -> None:
+        sub = self.subscriptions.get(channel)
+        keep = False
+        try:
+            while sub is not None:
+                generation = sub.access_generation
+                try:
+                    keep = await realtime_db(authorization.may_keep)(self.user_id, channel)
+                except Exception:  # fail closed: the client may subscribe again and be checked again
+                    logger.exception("realtime: re-checking %s failed for user %s", channel, self.user_id)
+                    keep = False
+                if sub.access_generation == generation:
+                    break
+            if not keep:
+                self._drop(channel, "access_revoked")
+        finally:
+            for text in self.subscriptions.release(channel):
+                self.send_text(text)
+            await self._follow_or_leave(channel)
+
+    def _drop(self, channel: Channel, reason: str) -> None:
+        """The user lost the channel: its filters and held frames go, and the client is told."""
+        sub = self.subscriptions.get(channel)
+        if sub is None or self.closing:
             return
-        self.filters[channel].clear()
-        await self._leave_unneeded_groups(channel)
-        await self.send_text(protocol.unsubscribed(channel, reason=reason))
+        had_filters = bool(sub.filters)
+        sub.held.clear()
+        self.subscriptions.remove_filter(channel, None)
+        if had_filters:
+            self.send_text(protocol.unsubscribed(channel, reason=reason))
+        self._spawn(self._follow_or_leave(channel))
 
 
 def _utf8_length(text: str) -> int:

@@ -6,14 +6,18 @@
 3. the Django session cookie, only from an `Origin` that matches ALLOWED_HOSTS (cross-site
    WebSocket hijacking). A key in the query string is never accepted.
 """
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import import_module
+from typing import Any
 from urllib.parse import urlsplit
 
 from channels.auth import get_user
 from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.http.cookie import parse_cookie
 from django.http.request import validate_host
+from django.utils.crypto import constant_time_compare
 
 from realtime import protocol
 from realtime.db import realtime_db
@@ -32,6 +36,7 @@ class Credentials:
     api_key: ApiKey | None = None
     error: str | None = None  # protocol.UNAUTHORIZED or protocol.FORBIDDEN_ORIGIN
     subprotocol: str | None = None
+    session_key: str | None = None  # when the session cookie authenticated the user
 
 
 def _header(scope: dict, name: bytes) -> bytes | None:
@@ -107,5 +112,77 @@ async def authenticate(scope: dict) -> Credentials:
         if user.is_authenticated:
             if not origin_allowed(scope):
                 return Credentials(error=protocol.FORBIDDEN_ORIGIN, subprotocol=subprotocol)
-            return Credentials(user=user, subprotocol=subprotocol)
+            return Credentials(user=user, subprotocol=subprotocol, session_key=session_key)
     return Credentials(error=protocol.UNAUTHORIZED, subprotocol=subprotocol)
+
+
+# --- Re-validation of open connections -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionCredentials:
+    """What an open connection authenticated with, for the periodic re-validation."""
+
+    connection_id: str
+    user_id: int
+    api_key_id: int | None = None
+    session_key: str | None = None
+
+
+_BATCH = 500  # ids per query
+
+
+def invalid_connections(held: list[ConnectionCredentials]) -> set[str]:
+    """The ids of the connections whose credentials no longer hold: the user is inactive or deleted,
+    the key revoked, expired or deleted, or the session ended (logout, expiry, password change).
+    A few batched queries for all of them, whatever way the change was made (even `update()`)."""
+    users = {user.pk: user for user in _in_batches(User.objects.filter(is_active=True), {h.user_id for h in held})}
+    usable_keys = {key.pk for key in _in_batches(ApiKey.objects.usable(), {h.api_key_id for h in held if h.api_key_id})}
+    sessions = _session_data({h.session_key for h in held if h.session_key})
+    invalid = set()
+    for item in held:
+        user = users.get(item.user_id)
+        if (
+            user is None
+            or (item.api_key_id is not None and item.api_key_id not in usable_keys)
+            or (item.session_key is not None and not _session_is_users(sessions.get(item.session_key), user))
+        ):
+            invalid.add(item.connection_id)
+    return invalid
+
+
+def _in_batches(queryset: Any, ids: set[int]) -> list[Any]:
+    ordered = sorted(ids)
+    found: list[Any] = []
+    for start in range(0, len(ordered), _BATCH):
+        found.extend(queryset.filter(pk__in=ordered[start : start + _BATCH]))
+    return found
+
+
+def _session_data(keys: set[str]) -> dict[str, dict[str, Any]]:
+    """Decoded data of the sessions that still exist and have not expired."""
+    if not keys:
+        return {}
+    engine = import_module(settings.SESSION_ENGINE)
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
+        from django.contrib.sessions.models import Session
+        from django.utils import timezone
+
+        store = engine.SessionStore()
+        rows = _in_batches_by_key(Session.objects.filter(expire_date__gt=timezone.now()), sorted(keys))
+        return {row.session_key: store.decode(row.session_data) for row in rows}
+    return {key: data for key in keys if (data := engine.SessionStore(key).load())}
+
+
+def _in_batches_by_key(queryset: Any, keys: list[str]) -> list[Any]:
+    found: list[Any] = []
+    for start in range(0, len(keys), _BATCH):
+        found.extend(queryset.filter(session_key__in=keys[start : start + _BATCH]))
+    return found
+
+
+def _session_is_users(data: dict[str, Any] | None, user: User) -> bool:
+    """The session still logs this user in, with the password it was opened with."""
+    if not data or str(data.get(SESSION_KEY)) != str(user.pk):
+        return False
+    return constant_time_compare(data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash())

@@ -27,10 +27,15 @@ class Event:
 
     @property
     def group(self) -> str:
-        return self.channel.group(self.category)
+        return self.channel.group
 
-    def frame(self) -> dict[str, Any]:
-        return {"type": self.type, "channel": str(self.channel), "data": self.data}
+    def frame(self, offset: int | None = None, epoch: str | None = None) -> dict[str, Any]:
+        """The frame clients receive; logged events carry their stream position."""
+        frame: dict[str, Any] = {"type": self.type, "channel": str(self.channel)}
+        if offset is not None:
+            frame["offset"], frame["epoch"] = offset, epoch
+        frame["data"] = self.data
+        return frame
 
 
 def _message_channel(message: Any) -> Channel:

@@ -1,71 +1,130 @@
 """The process-local fan-out hub: one channel-layer channel per process, one group membership per
-group per process, and delivery of pre-encoded frames straight to the sockets that want them.
+followed channel per process, and delivery of pre-encoded frames to the connections that want them.
 
-Why not one channel-layer channel per connection, as the Channels tutorial does? Measured in
-in the project's architecture notes: per-connection channels cost a Redis subscription per connect, a
-msgpack decode per recipient and a thread hop per delivered event (Channels' dispatch closes old
-DB connections before every handler). Here an event is decoded once per process and written to
-each matching socket; the delivery path touches neither the database nor a thread.
+Why not one channel-layer channel per connection, as the Channels tutorial does? Per-connection
+channels cost a Redis subscription per connect, a msgpack decode per recipient and a thread hop per
+delivered event. Here an event is decoded once per process and handed to each matching connection.
 
-The hub also receives control messages on one process-wide group: key and user revocation,
-channel deletion and access re-checks (realtime/publish.py sends them).
+Delivery never waits for a connection: `Connection.deliver` only queues (realtime/outbox.py), and
+every loop over connections isolates a failure to the one connection that raised.
+
+Streams: for every channel some local connection follows, a `StreamCursor` holds the offset this
+process delivered last. Events are delivered in offset order, exactly once: an event already
+delivered is dropped; one that skips ahead makes the hub read the missing ones from the event log
+(realtime/streams.py) and deliver them first. A periodic catch-up reads every followed stream's
+position from the database, so events whose channel-layer message was lost (Redis down, a failed
+send after commit) or never sent to this process (another process in the embedded default) arrive
+within about two poll intervals. Control messages (realtime/control.py) are a stream too.
+
+Group memberships are re-asserted periodically, so that no channel layer can expire them silently.
 """
 import asyncio
+import json
 import logging
 import time
 import weakref
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 
-from realtime import presence, transitions
+from realtime import control, presence, streams, transitions
 from realtime.channel_names import Channel, parse_channel
-from realtime.publish import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, EVENT_MESSAGE_TYPE
+from realtime.control import AccessChanged, ChannelDeleted, ControlMessage, RevokeKey, RevokeUser
+from realtime.credentials import ConnectionCredentials, invalid_connections
+from realtime.db import realtime_db
+from realtime.publish import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, EVENT_MESSAGE_TYPE, event_message
+from realtime.subscriptions import Frame
 from retrochat import metrics
 
 logger = logging.getLogger("retrochat.realtime")
 
 RECEIVE_RETRY_SECONDS = 0.5
+FILL_BATCH = 500
+FILL_RETRY_SECONDS = 1.0
+GROUP_REASSERT_SECONDS = 300.0
 
 
 class Connection(Protocol):
     user_id: int
     connection_id: str
     api_key_id: int | None
+    credentials: ConnectionCredentials
     disconnected: asyncio.Event
 
-    async def deliver(self, channel: str, category: str, event_type: str, text: str) -> bool: ...
+    def deliver(self, channel: str, frame: Frame) -> bool: ...
     def subscription_count(self) -> int: ...
-    async def revoke(self, message: str) -> None: ...
-    async def lose_channel(self, channel: Channel, reason: str, recheck: bool) -> None: ...
+    def revoke(self, message: str) -> None: ...
+    def channel_deleted(self, channel: Channel) -> None: ...
+    def access_changed(self, channel: Channel) -> None: ...
+    def check_outbox(self, now: float) -> None: ...
+
+
+class StreamCursor:
+    """This process's place in one stream, and the local connections that follow it."""
+
+    def __init__(self, name: str, channel: Channel | None) -> None:
+        self.name = name
+        self.channel = channel  # None for the control stream
+        self.group = channel.group if channel is not None else CONTROL_GROUP
+        self.members: set[Connection] = set()
+        self.epoch: str | None = None
+        self.offset = 0
+        self.ready = asyncio.Event()  # set once the starting position is known
+        self.failed = False
+        self.backlog: list[dict[str, Any]] = []  # live messages waiting for the position or a fill
+        self.filling = False
+        self.fill_failed_at = 0.0
+        self.head_at_last_poll = 0  # the stream's head one poll ago: not delivered by now means lost
 
 
 class Hub:
     def __init__(self) -> None:
         self.layer = get_channel_layer()
         self.channel_name: str | None = None
-        self.groups: dict[str, set[Connection]] = {}
-        self._subscribed: set[str] = set()
+        self.connections: set[Connection] = set()
+        self.cursors: dict[str, StreamCursor] = {}
         self._membership_lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()
-        self._task: asyncio.Task | None = None
-        self._presence_task: asyncio.Task | None = None
-        self.connections: set[Connection] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._started = False
+        self._presence_refreshed_at = time.monotonic()
 
-    # --- lifecycle ---------------------------------------------------------------------------
+    # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         async with self._start_lock:
-            if self._task is not None:
+            if self._started:
                 return
             self.channel_name = await self.layer.new_channel(prefix="rc.hub.")
+            cursor = self.cursors[streams.CONTROL_STREAM] = StreamCursor(streams.CONTROL_STREAM, None)
             await self.layer.group_add(CONTROL_GROUP, self.channel_name)
+            self._start_cursor(cursor, (await realtime_db(streams.positions)([cursor.name])).get(cursor.name))
             metrics.registry.gauges["retrochat_connections_open"] = lambda: len(self.connections)
             metrics.registry.gauges["retrochat_subscriptions"] = lambda: sum(
                 c.subscription_count() for c in list(self.connections)
             )
-            loop = asyncio.get_running_loop()
-            self._task = loop.create_task(self._receive_forever(), name="retrochat-hub")
-            self._presence_task = loop.create_task(self._maintain_presence(), name="retrochat-presence")
+            self._spawn(self._receive_forever(), name="retrochat-hub")
+            self._spawn(self._every(settings.RETROCHAT_LOG_POLL_SECONDS, self._catch_up), name="retrochat-catch-up")
+            self._spawn(self._every(presence.SWEEP_SECONDS, self._maintain_presence), name="retrochat-presence")
+            self._spawn(self._every(settings.RETROCHAT_REVALIDATE_SECONDS, self._revalidate), name="retrochat-revalidate")
+            self._spawn(self._every(settings.RETROCHAT_PRUNE_SECONDS, self._prune), name="retrochat-prune")
+            self._spawn(self._every(GROUP_REASSERT_SECONDS, self._reassert_groups), name="retrochat-groups")
+            self._started = True
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any], name: str | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+        """Run `job` every `seconds`, for ever; a failing round is logged and the next one runs."""
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                logger.exception("hub: periodic %s failed", job.__name__)
 
     async def _receive_forever(self) -> None:
         while True:
@@ -78,105 +137,261 @@ class Hub:
                 await asyncio.sleep(RECEIVE_RETRY_SECONDS)
                 continue
             try:
-                await self._dispatch(message)
+                self._dispatch(message)
             except Exception:  # one bad message must not stop delivery for the whole process
                 logger.exception("hub: failed to dispatch a %s message", message.get("type"))
 
-    async def _maintain_presence(self) -> None:
-        """Keep this process's connections alive in the registry; take dead processes' users offline."""
-        backend = presence.backend()
-        last_refresh = asyncio.get_running_loop().time()
-        while True:
-            await asyncio.sleep(presence.SWEEP_SECONDS)
-            try:
-                now = asyncio.get_running_loop().time()
-                if now - last_refresh >= presence.REFRESH_SECONDS:
-                    await backend.refresh([(c.user_id, c.connection_id) for c in self.connections])
-                    last_refresh = now
-                for user_id in await backend.sweep():
-                    await transitions.went_offline(user_id)
-            except Exception:  # Redis briefly down: try again next round, never stop maintaining
-                logger.exception("presence: refresh or sweep failed")
-
-    # --- connections and groups --------------------------------------------------------------
+    # --- connections and streams -----------------------------------------------------------------
     def register(self, connection: Connection) -> None:
         self.connections.add(connection)
 
     def unregister(self, connection: Connection) -> None:
         self.connections.discard(connection)
 
-    async def join(self, group: str, connection: Connection) -> None:
-        members = self.groups.get(group)
-        if members:  # this process already receives the group
-            members.add(connection)
+    async def join(self, channel: Channel, connection: Connection) -> None:
+        """Follow `channel` for `connection`; returns once this process knows where its stream stands,
+        so that every event after that point reaches the connection."""
+        name = str(channel)
+        cursor = self.cursors.get(name)
+        if cursor is not None:
+            cursor.members.add(connection)
+            await cursor.ready.wait()
+            if cursor.failed:
+                raise RuntimeError(f"following {name} failed")
             return
-        async with self._membership_lock:
-            members = self.groups.setdefault(group, set())
-            if group not in self._subscribed:
-                await self.layer.group_add(group, self.channel_name)
-                self._subscribed.add(group)
-            members.add(connection)
+        cursor = self.cursors[name] = StreamCursor(name, channel)
+        cursor.members.add(connection)
+        try:
+            async with self._membership_lock:
+                await self.layer.group_add(cursor.group, self.channel_name)
+            # Read after joining the group: an event committed in between arrives live (and waits in
+            # the backlog until the position is known) or is in the position read here.
+            position = (await realtime_db(streams.positions)([name])).get(name)
+        except BaseException:
+            cursor.failed = True
+            cursor.ready.set()
+            if self.cursors.get(name) is cursor:
+                del self.cursors[name]
+            raise
+        self._start_cursor(cursor, position)
 
-    async def leave(self, group: str, connection: Connection) -> None:
-        members = self.groups.get(group)
-        if not members or connection not in members:
+    async def leave(self, channel: Channel, connection: Connection) -> None:
+        name = str(channel)
+        cursor = self.cursors.get(name)
+        if cursor is None:
             return
-        members.discard(connection)
-        if members:
+        cursor.members.discard(connection)
+        if cursor.members or not cursor.ready.is_set():
             return
+        del self.cursors[name]
         async with self._membership_lock:
-            # Still empty? Then stop receiving it; a join waiting on the lock re-adds it after.
-            if not self.groups.get(group) and group in self._subscribed:
-                self._subscribed.discard(group)
-                await self.layer.group_discard(group, self.channel_name)
-                if not self.groups.get(group):
-                    self.groups.pop(group, None)
+            if name not in self.cursors:  # nobody followed it again meanwhile
+                await self.layer.group_discard(cursor.group, self.channel_name)
 
     def subscribers_of(self, channel: Channel) -> set[Connection]:
-        found: set[Connection] = set()
-        for category in channel.categories:
-            found |= self.groups.get(channel.group(category), set())
-        return found
+        cursor = self.cursors.get(str(channel))
+        return set(cursor.members) if cursor else set()
 
-    # --- delivery ----------------------------------------------------------------------------
-    async def _dispatch(self, message: dict[str, Any]) -> None:
-        if message.get("type") == EVENT_MESSAGE_TYPE:
-            members = self.groups.get(message["group"])
-            if not members:
-                return
-            channel, category, event_type, text = message["channel"], message["category"], message["event"], message["text"]
-            delivered = 0
-            for connection in list(members):
-                if await connection.deliver(channel, category, event_type, text):
+    def _start_cursor(self, cursor: StreamCursor, position: streams.Position | None) -> None:
+        if position is not None:
+            cursor.epoch, cursor.offset = position.epoch, position.offset
+            cursor.head_at_last_poll = position.offset
+        cursor.ready.set()
+        self._process_backlog(cursor)
+
+    # --- delivery --------------------------------------------------------------------------------
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == EVENT_MESSAGE_TYPE:
+            cursor = self.cursors.get(message["channel"])
+        elif kind == CONTROL_MESSAGE_TYPE:
+            cursor = self.cursors.get(streams.CONTROL_STREAM)
+        else:
+            return
+        if cursor is None:  # no local connection follows this channel (any more)
+            return
+        if "offset" not in message:  # presence: not logged, delivered as it comes
+            self._deliver(cursor, message)
+        elif not cursor.ready.is_set() or cursor.filling:
+            cursor.backlog.append(message)
+        else:
+            self._advance(cursor, message)
+
+    def _advance(self, cursor: StreamCursor, message: dict[str, Any]) -> None:
+        offset, epoch = message["offset"], message["epoch"]
+        if epoch != cursor.epoch:
+            if cursor.epoch is not None:
+                logger.warning("hub: stream %s was reset (epoch %s → %s)", cursor.name, cursor.epoch, epoch)
+            cursor.epoch, cursor.offset = epoch, 0
+        if offset <= cursor.offset:
+            return  # delivered already, from the log
+        if offset > cursor.offset + 1:  # some were lost on the way: read them from the log first
+            cursor.backlog.append(message)
+            self._fill(cursor)
+            return
+        cursor.offset = offset
+        self._deliver(cursor, message)
+
+    def _deliver(self, cursor: StreamCursor, message: dict[str, Any]) -> None:
+        if cursor.channel is None:
+            self._apply_control(message["control"])
+            return
+        event_type = message["event"]
+        frame = Frame(cursor.channel.category_of(event_type), event_type, message["text"], message.get("offset"), message.get("epoch"))
+        delivered = 0
+        for connection in list(cursor.members):
+            try:
+                if connection.deliver(cursor.name, frame):
                     delivered += 1
-            if delivered:
-                metrics.inc("retrochat_events_delivered_total", by=delivered)
-                if "published_at" in message:
-                    metrics.registry.observe_latency(max(0.0, time.time() - message["published_at"]))
-        elif message.get("type") == CONTROL_MESSAGE_TYPE:
-            await self._control(message)
+            except Exception:  # this connection's bug must not cost the others their events
+                logger.exception("hub: delivering %s to connection %s failed", event_type, connection.connection_id)
+        if delivered:
+            metrics.inc("retrochat_events_delivered_total", by=delivered)
+            if "published_at" in message:
+                metrics.registry.observe_latency(max(0.0, time.time() - message["published_at"]))
 
-    async def _control(self, message: dict[str, Any]) -> None:
-        action = message.get("action")
-        if action == "revoke_key":
-            targets = [c for c in self.connections if c.api_key_id == message["key_id"]]
-            for connection in targets:
-                await connection.revoke("The API key of this connection was revoked.")
-        elif action == "revoke_user":
-            targets = [c for c in self.connections if c.user_id == message["user_id"]]
-            for connection in targets:
-                await connection.revoke("This user can no longer authenticate.")
-        elif action in ("channel_deleted", "access_changed"):
-            channel = parse_channel(message["channel"])
-            if channel is None:
-                return
-            only_user = message.get("user_id")
-            for connection in list(self.subscribers_of(channel)):
-                if only_user is None or connection.user_id == only_user:
-                    if action == "channel_deleted":
-                        await connection.lose_channel(channel, "channel_deleted", recheck=False)
-                    else:
-                        await connection.lose_channel(channel, "access_revoked", recheck=True)
+    def _process_backlog(self, cursor: StreamCursor) -> None:
+        backlog, cursor.backlog = cursor.backlog, []
+        for message in sorted(backlog, key=lambda m: m["offset"]):
+            if cursor.filling:  # a gap started another fill: the rest waits for it
+                cursor.backlog.append(message)
+            else:
+                self._advance(cursor, message)
+
+    # --- reading the log -------------------------------------------------------------------------
+    def _fill(self, cursor: StreamCursor) -> None:
+        if cursor.filling or time.monotonic() - cursor.fill_failed_at < FILL_RETRY_SECONDS:
+            return
+        cursor.filling = True
+        self._spawn(self._fill_from_log(cursor), name=f"retrochat-fill-{cursor.name}")
+
+    async def _fill_from_log(self, cursor: StreamCursor) -> None:
+        """Deliver what the log has after the cursor, then the live messages that waited meanwhile."""
+        try:
+            while True:
+                events = await realtime_db(streams.read_after)(cursor.name, cursor.offset, FILL_BATCH)
+                for event in events:
+                    if event.epoch != cursor.epoch:
+                        cursor.epoch = event.epoch
+                    if event.offset > cursor.offset:
+                        cursor.offset = event.offset
+                        self._deliver(cursor, self._message_from_log(cursor, event))
+                if len(events) < FILL_BATCH:
+                    break
+            metrics.inc("retrochat_gap_fills_total")
+        except Exception as exc:  # the database is unreachable: the next catch-up round tries again
+            logger.warning("hub: reading %s from the event log failed (%s)", cursor.name, exc.__class__.__name__)
+            cursor.fill_failed_at = time.monotonic()
+            cursor.filling = False
+            return
+        cursor.filling = False
+        self._process_backlog(cursor)
+
+    @staticmethod
+    def _message_from_log(cursor: StreamCursor, event: streams.LoggedEvent) -> dict[str, Any]:
+        if cursor.channel is None:
+            return {"type": CONTROL_MESSAGE_TYPE, "offset": event.offset, "epoch": event.epoch, "control": json.loads(event.text)}
+        return event_message(event.channel, event.type, event.text, event.offset, event.epoch)
+
+    async def _catch_up(self) -> None:
+        """Fill every followed stream whose head, as read one poll ago, has still not been delivered;
+        and close connections whose queued frames are too old (slow consumers)."""
+        now = time.monotonic()
+        for connection in list(self.connections):
+            try:
+                connection.check_outbox(now)
+            except Exception:
+                logger.exception("hub: checking the outbox of %s failed", connection.connection_id)
+        ready = [c for c in self.cursors.values() if c.ready.is_set()]
+        heads = await realtime_db(streams.positions)([c.name for c in ready])
+        for cursor in ready:
+            head = heads.get(cursor.name)
+            if head is None or self.cursors.get(cursor.name) is not cursor:
+                continue
+            if head.epoch != cursor.epoch:
+                if cursor.epoch is not None:
+                    cursor.offset = 0
+                cursor.epoch = head.epoch
+            if cursor.offset < min(head.offset, cursor.head_at_last_poll):
+                self._fill(cursor)
+            cursor.head_at_last_poll = head.offset
+
+    # --- control ---------------------------------------------------------------------------------
+    def _apply_control(self, payload: dict[str, Any]) -> None:
+        message = control.from_payload(payload)
+        if message is None:
+            logger.warning("hub: unknown control message %r", payload.get("action"))
+            return
+        for connection in self._targets(message):
+            try:
+                self._control_one(message, connection)
+            except Exception:
+                logger.exception("hub: applying %s to connection %s failed", control.action_of(message), connection.connection_id)
+
+    def _targets(self, message: ControlMessage) -> list[Connection]:
+        match message:
+            case RevokeKey(key_id=key_id):
+                return [c for c in self.connections if c.api_key_id == key_id]
+            case RevokeUser(user_id=user_id):
+                return [c for c in self.connections if c.user_id == user_id]
+            case ChannelDeleted(channel=name) | AccessChanged(channel=name):
+                channel = parse_channel(name)
+                targets = self.subscribers_of(channel) if channel else set()
+                only = getattr(message, "user_id", None)
+                return [c for c in targets if only is None or c.user_id == only]
+        return []
+
+    @staticmethod
+    def _control_one(message: ControlMessage, connection: Connection) -> None:
+        match message:
+            case RevokeKey():
+                connection.revoke("The API key of this connection was revoked.")
+            case RevokeUser():
+                connection.revoke("This user can no longer authenticate.")
+            case ChannelDeleted(channel=name):
+                connection.channel_deleted(parse_channel(name))
+            case AccessChanged(channel=name):
+                connection.access_changed(parse_channel(name))
+
+    # --- periodic work ---------------------------------------------------------------------------
+    async def _maintain_presence(self) -> None:
+        """Keep this process's connections alive in the registry; take dead processes' users offline."""
+        backend = presence.backend()
+        now = time.monotonic()
+        if now - self._presence_refreshed_at >= presence.REFRESH_SECONDS:
+            await backend.refresh([(c.user_id, c.connection_id) for c in self.connections])
+            self._presence_refreshed_at = now
+        for user_id in await backend.sweep():
+            await transitions.went_offline(user_id)
+
+    async def _revalidate(self) -> None:
+        """Close connections whose credentials no longer hold (revoked or expired key, inactive user,
+        ended session), whatever way that happened: one batched query for all connections."""
+        connections = list(self.connections)
+        if not connections:
+            return
+        invalid = await realtime_db(invalid_connections)([c.credentials for c in connections])
+        metrics.inc("retrochat_credential_revalidations_total")
+        for connection in connections:
+            if connection.connection_id in invalid:
+                try:
+                    connection.revoke("The credentials of this connection are no longer valid.")
+                except Exception:
+                    logger.exception("hub: revoking connection %s failed", connection.connection_id)
+
+    async def _prune(self) -> None:
+        deleted = await realtime_db(streams.prune)(
+            history_size=settings.RETROCHAT_HISTORY_SIZE, ttl_seconds=settings.RETROCHAT_HISTORY_TTL
+        )
+        if deleted:
+            logger.info("event log: pruned %d event(s)", deleted)
+
+    async def _reassert_groups(self) -> None:
+        """Join every followed group again: a layer that expires memberships (the in-memory layer
+        when a message expires, channels-redis' core layer after `group_expiry`) cannot lose one."""
+        async with self._membership_lock:
+            for group in {CONTROL_GROUP, *(c.group for c in self.cursors.values())}:
+                await self.layer.group_add(group, self.channel_name)
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()

@@ -12,9 +12,11 @@ from typing import Any
 from django.utils import timezone
 
 from realtime.channel_names import Channel, parse_channel
+from realtime.streams import Position
 from retrochat.timestamps import format_timestamp
 
 MAX_REF_LENGTH = 64
+MAX_EPOCH_LENGTH = 32
 ALL_EVENTS = "*"
 
 # Stable error codes (SPEC §3.4).
@@ -30,6 +32,7 @@ FORBIDDEN = "FORBIDDEN"
 SUBSCRIPTION_LIMIT = "SUBSCRIPTION_LIMIT"
 RATE_LIMITED = "RATE_LIMITED"
 MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+SLOW_CONSUMER = "SLOW_CONSUMER"
 CONNECTION_LIMIT = "CONNECTION_LIMIT"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -38,10 +41,10 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_BIG = 1009
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN_ORIGIN = 4003
+CLOSE_SLOW_CONSUMER = 4008
 CLOSE_RATE_LIMITED = 4029
 
 CLIENT_TYPES = ("subscribe", "unsubscribe", "list_subscriptions", "ping")
-
 
 
 class ProtocolError(Exception):
@@ -60,7 +63,7 @@ class ClientFrame:
     ref: str | int | None
     channel: Channel | None = None
     event: str | None = None  # None: not given
-    since: dict | None = None  # SPEC §3.7 recovery request; None: not given
+    since: Position | None = None  # recover the events after this position; None: not asked
 
 
 def _reject_constant(name: str) -> float:
@@ -125,10 +128,22 @@ def parse_frame(value: Any) -> ClientFrame:
             raise ProtocolError(INVALID_FRAME, "`event` must be a string.", ref)
         if not is_known_filter(channel, event):
             raise ProtocolError(INVALID_EVENT, f"Unknown event filter for {channel.kind} channels; expected {', '.join(filters_for(channel))}.", ref)
-    since = value.get("since")
-    if since is not None and (frame_type != "subscribe" or not isinstance(since, dict)):
-        raise ProtocolError(INVALID_FRAME, "`since` must be an object {\"offset\": …, \"epoch\": …} on subscribe.", ref)
+    since = _parse_since(value["since"], frame_type, ref) if value.get("since") is not None else None
     return ClientFrame(frame_type, ref, channel, event, since)
+
+
+def _parse_since(since: Any, frame_type: str, ref: str | int | None) -> Position:
+    """`{"offset": 40, "epoch": "k3F9"}`: a non-negative integer and the epoch string of a stream."""
+    if frame_type != "subscribe":
+        raise ProtocolError(INVALID_FRAME, "`since` is only valid on subscribe.", ref)
+    if not isinstance(since, dict) or set(since) != {"offset", "epoch"}:
+        raise ProtocolError(INVALID_FRAME, "`since` must be an object {\"offset\": …, \"epoch\": …}.", ref)
+    offset, epoch = since["offset"], since["epoch"]
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**63:
+        raise ProtocolError(INVALID_FRAME, "`since.offset` must be a non-negative integer.", ref)
+    if not isinstance(epoch, str) or not 0 < len(epoch) <= MAX_EPOCH_LENGTH or not epoch.isascii() or not epoch.isprintable():
+        raise ProtocolError(INVALID_FRAME, f"`since.epoch` must be the epoch string a `subscribed` or event frame gave (at most {MAX_EPOCH_LENGTH} characters).", ref)
+    return Position(epoch, offset)
 
 
 def filters_for(channel: Channel) -> list[str]:
@@ -184,13 +199,22 @@ def connected(*, connection_id: str, user_id: str, heartbeat_interval: int, limi
 
 
 def subscribed(
-    channel: Channel, event: str, ref: str | int | None, presence: dict[str, Any] | None = None, recovered: bool | None = None
+    channel: Channel,
+    event: str,
+    ref: str | int | None,
+    *,
+    position: Position,
+    recovered: bool | None = None,
+    presence: dict[str, Any] | None = None,
 ) -> str:
-    frame: dict[str, Any] = {"type": "subscribed", "channel": str(channel), "event": event}
-    if presence is not None:
-        frame["presence"] = presence
+    """`offset`/`epoch`: the newest event of the channel this connection stands after (for a new
+    subscription, the stream's current head); `recovered` answers a `since`."""
+    frame: dict[str, Any] = {"type": "subscribed", "channel": str(channel), "event": event,
+                             "offset": position.offset, "epoch": position.epoch}
     if recovered is not None:
         frame["recovered"] = recovered
+    if presence is not None:
+        frame["presence"] = presence
     return encode(_with_ref(frame, ref))
 
 

@@ -6,7 +6,11 @@ when Django starts, so that they hold whichever server `retrochat.serve` runs.
    application closes with a protocol code that SPEC §3.4 promises: 1009 for a frame over the size
    limit, 1001/1012 when the server goes away or restarts. A server may send those codes (RFC 6455
    §7.4.1): send the close frame itself, as autobahn does internally.
-2. Both: a frame over the server's own transport cap (retrochat/serve.py keeps it well above
+2. Both: the application cannot see or abort the socket through ASGI, yet a peer that never reads
+   must not hold server memory or a file descriptor for ever (realtime/outbox.py). Each WebSocket
+   scope gets `scope["extensions"]["retrochat.transport"]`: the bytes waiting in the server's own
+   write buffer, and `abort()`.
+3. Both: a frame over the server's own transport cap (retrochat/serve.py keeps it well above
    RETROCHAT_MAX_FRAME_BYTES) never reaches the application, and the server then closes on its own
    (autobahn even drops the TCP connection without a close frame). Answer it as the application
    answers any frame over the limit: the MESSAGE_TOO_LARGE error frame, then close 1009.
@@ -15,6 +19,52 @@ when Django starts, so that they hold whichever server `retrochat.serve` runs.
 # Codes a server may send that autobahn's public sendClose() refuses.
 SERVER_PROTOCOL_CLOSE_CODES = frozenset({1001, 1009, 1011, 1012, 1013})
 CLOSE_TOO_BIG = 1009  # realtime.protocol.CLOSE_TOO_BIG; repeated: this module loads before Django
+
+
+TRANSPORT_EXTENSION = "retrochat.transport"
+
+
+class UvicornTransport:
+    def __init__(self, protocol: object) -> None:
+        self._protocol = protocol
+
+    def buffered_bytes(self) -> int:
+        return self._protocol.transport.get_write_buffer_size()  # type: ignore[attr-defined]
+
+    def closing(self) -> bool:
+        return self._protocol.transport.is_closing()  # type: ignore[attr-defined]
+
+    def abort(self) -> None:
+        self._protocol.transport.abort()  # type: ignore[attr-defined]
+
+
+class DaphneTransport:
+    def __init__(self, protocol: object) -> None:
+        self._protocol = protocol
+
+    def buffered_bytes(self) -> int:
+        # Twisted's FileDescriptor keeps unsent bytes in dataBuffer (from `offset`) and _tempDataBuffer.
+        transport = getattr(self._protocol, "transport", None)
+        if transport is None or not getattr(transport, "connected", False):
+            return 0
+        unsent = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+        return unsent + getattr(transport, "_tempDataLen", 0)
+
+    def closing(self) -> bool:
+        transport = getattr(self._protocol, "transport", None)
+        return transport is not None and bool(getattr(transport, "disconnecting", False))
+
+    def abort(self) -> None:
+        transport = getattr(self._protocol, "transport", None)
+        if transport is not None and getattr(transport, "connected", False):
+            transport.abortConnection()
+
+
+def _add_extension(scope: dict, control: object) -> None:
+    scope.setdefault("extensions", {})
+    if scope["extensions"] is None:
+        scope["extensions"] = {}
+    scope["extensions"][TRANSPORT_EXTENSION] = control
 
 
 def too_large_error() -> bytes:
@@ -29,6 +79,7 @@ def too_large_error() -> bytes:
 
 def patch_daphne() -> None:
     try:
+        from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
     except ImportError:  # not installed: nothing to fix
         return
@@ -49,8 +100,16 @@ def patch_daphne() -> None:
             self.sendCloseFrame(code=CLOSE_TOO_BIG, isReply=False)
         self.message_data_total_length = 0
 
+    original_create_application = Server.create_application
+
+    def create_application(self, protocol, scope):  # type: ignore[no-untyped-def]
+        if isinstance(protocol, WebSocketProtocol):
+            _add_extension(scope, DaphneTransport(protocol))
+        return original_create_application(self, protocol, scope)
+
     WebSocketProtocol.serverClose = serverClose
     WebSocketProtocol._max_message_size_exceeded = _max_message_size_exceeded
+    Server.create_application = create_application
     WebSocketProtocol.retrochat_patched = True
 
 
@@ -73,7 +132,14 @@ def patch_uvicorn() -> None:
             self.transport.write(Frame(Opcode.TEXT, too_large_error()).serialize(mask=False))
         original(self)
 
+    original_run_asgi = WebSocketsSansIOProtocol.run_asgi
+
+    async def run_asgi(self):  # type: ignore[no-untyped-def]
+        _add_extension(self.scope, UvicornTransport(self))
+        await original_run_asgi(self)
+
     WebSocketsSansIOProtocol.handle_parser_exception = handle_parser_exception
+    WebSocketsSansIOProtocol.run_asgi = run_asgi
     WebSocketsSansIOProtocol.retrochat_patched = True
 
 

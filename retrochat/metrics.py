@@ -32,6 +32,11 @@ _HELP = {
     "retrochat_errors_total": ("counter", "Error answers, by code and transport (ws or http)."),
     "retrochat_delivery_latency_seconds": ("histogram", "From publishing an event to writing it to the last local socket."),
     "retrochat_processes": ("gauge", "Server processes whose metrics are included."),
+    "retrochat_slow_consumer_closes_total": ("counter", "Connections closed with 4008 because they did not read fast enough."),
+    "retrochat_recoveries_total": ("counter", "Subscribes with `since`, by outcome (recovered or not)."),
+    "retrochat_events_replayed_total": ("counter", "Missed events sent on subscribe with `since`."),
+    "retrochat_gap_fills_total": ("counter", "Times a process read missed events of a channel from the event log."),
+    "retrochat_credential_revalidations_total": ("counter", "Periodic re-validations of the credentials of every open connection."),
 }
 
 

@@ -10,7 +10,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from retrochat import redis_config
-from retrochat.env import env_bool, env_int, env_list, env_str
+from retrochat.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -132,8 +132,9 @@ if REDIS_URL:
     }
 else:
     # Each server process's hub reads one channel; a generous capacity keeps bursts from being
-    # dropped (the in-memory layer drops silently when a channel is full).
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 100_000}}}
+    # dropped (the in-memory layer drops silently when a channel is full). Unlike Channels' own
+    # in-memory layer, this one never drops the hub from its groups (realtime/layers.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "realtime.layers.EmbeddedChannelLayer", "CONFIG": {"capacity": 100_000}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Auth -----------------------------------------------------------------------------------
@@ -202,6 +203,25 @@ RETROCHAT_MAX_CONNECTIONS_PER_USER = env_int("RETROCHAT_MAX_CONNECTIONS_PER_USER
 # (retrochat/serve.py passes both to daphne).
 RETROCHAT_HEARTBEAT_INTERVAL = env_int("RETROCHAT_HEARTBEAT_INTERVAL", 25)
 RETROCHAT_HEARTBEAT_TIMEOUT = env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20)
+
+# Slow consumers: a connection with more than this queued, or a frame queued for longer, is closed
+# with 4008; a close that cannot be written within the grace period aborts the TCP connection.
+RETROCHAT_MAX_PENDING_BYTES = env_int("RETROCHAT_MAX_PENDING_BYTES", 1024 * 1024)
+RETROCHAT_MAX_PENDING_SECONDS = env_float("RETROCHAT_MAX_PENDING_SECONDS", 30.0)
+RETROCHAT_CLOSE_GRACE_SECONDS = env_float("RETROCHAT_CLOSE_GRACE_SECONDS", 5.0)
+# Every process re-checks the credentials of all its connections this often (revoked or expired
+# keys, inactive users, ended sessions), whatever way they changed.
+RETROCHAT_REVALIDATE_SECONDS = env_float("RETROCHAT_REVALIDATE_SECONDS", 30.0)
+
+# --- Event log and recovery -----------------------------------------------------------------
+# Per channel, the newest HISTORY_SIZE events no older than HISTORY_TTL seconds are kept.
+RETROCHAT_HISTORY_SIZE = env_int("RETROCHAT_HISTORY_SIZE", 1000)
+RETROCHAT_HISTORY_TTL = env_int("RETROCHAT_HISTORY_TTL", 86400)
+RETROCHAT_RECOVERY_MAX_EVENTS = env_int("RETROCHAT_RECOVERY_MAX_EVENTS", 1000)
+# How often each process compares the streams it follows with the log (lost or foreign events
+# arrive within about two intervals), and prunes the log.
+RETROCHAT_LOG_POLL_SECONDS = env_float("RETROCHAT_LOG_POLL_SECONDS", 0.5)
+RETROCHAT_PRUNE_SECONDS = env_float("RETROCHAT_PRUNE_SECONDS", 60.0)
 
 RETROCHAT_METRICS_TOKEN = env_str("RETROCHAT_METRICS_TOKEN")
 

@@ -14,6 +14,7 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from realtime import channel_names, events
+from realtime.control import AccessChanged, ChannelDeleted
 from realtime.publish import control_on_commit, publish_on_commit
 from rooms.models import Conversation, Membership, Message, Room
 from rooms.services import RemovalReason
@@ -47,17 +48,17 @@ def room_saved(sender: type, instance: Room, created: bool, raw: bool = False, u
     # Access changes go first: the hubs then hold the room's events until each watcher's access is
     # re-checked, so that non-members get none of them (not even this room:updated).
     if became_private:  # non-members watching it lose access
-        control_on_commit("access_changed", channel=str(channel_names.room(instance.pk)), using=using)
+        control_on_commit(AccessChanged(str(channel_names.room(instance.pk))), using=using)
     publish_on_commit(events.room_updated(instance), using=using)
 
 
 def room_deleted(sender: type, instance: Room, using: str | None = None, **kwargs: Any) -> None:
     publish_on_commit(events.room_deleted(instance.pk, reason=RemovalReason.DELETED), using=using)
-    control_on_commit("channel_deleted", channel=str(channel_names.room(instance.pk)), using=using)
+    control_on_commit(ChannelDeleted(str(channel_names.room(instance.pk))), using=using)
 
 
 def conversation_deleted(sender: type, instance: Conversation, using: str | None = None, **kwargs: Any) -> None:
-    control_on_commit("channel_deleted", channel=str(channel_names.conversation(instance.pk)), using=using)
+    control_on_commit(ChannelDeleted(str(channel_names.conversation(instance.pk))), using=using)
 
 
 def membership_saved(sender: type, instance: Membership, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
@@ -75,9 +76,7 @@ def membership_deleted(sender: type, instance: Membership, using: str | None = N
         return
     reason = getattr(instance, "removal_reason", RemovalReason.REMOVED)
     if instance.room.is_private:  # a former member may no longer watch it; first, as in room_saved
-        control_on_commit(
-            "access_changed", channel=str(channel_names.room(instance.room_id)), user_id=instance.user_id, using=using
-        )
+        control_on_commit(AccessChanged(str(channel_names.room(instance.room_id)), instance.user_id), using=using)
     publish_on_commit(events.room_left(instance.room_id, user_id=instance.user_id, reason=reason), using=using)
     publish_on_commit(events.room_updated(instance.room), using=using)
 

@@ -1,7 +1,10 @@
 """Listening to the channel layer in tests, the way the WebSocket consumer does.
 
-`LayerListener` joins every category group of the given channels under one channel-layer name and
-decodes what arrives. Changes must be made from the same event loop (async tests calling sync code
+`LayerListener` joins the groups of the given channels under one channel-layer name and decodes
+what arrives. It checks every logged event's stream position as it goes (each channel's offsets
+follow one another with no gap, under one epoch) and returns frames without `offset`/`epoch`, so
+that tests compare the rest of each frame exactly; tests of the positions themselves read them
+from `positions`. Changes must be made from the same event loop (async tests calling sync code
 through `database_sync_to_async`, or `AsyncClient`), so that the on-commit publish reaches the same
 layer instance: with Redis that is one real pub/sub round trip.
 """
@@ -20,7 +23,8 @@ class LayerListener:
     def __init__(self, *channels: str) -> None:
         self.channels = [parse_channel(name) for name in channels]
         assert all(self.channels), f"malformed channel in {channels}"
-        self.groups = [channel.group(category) for channel in self.channels for category in channel.categories]
+        self.groups = [channel.group for channel in self.channels]
+        self.positions: dict[str, list[tuple[str, int]]] = {}  # channel → (epoch, offset) seen, in order
 
     async def __aenter__(self) -> "LayerListener":
         self.layer = get_channel_layer()
@@ -35,7 +39,16 @@ class LayerListener:
 
     async def next_event(self, timeout: float = 5.0) -> dict[str, Any]:
         message = await asyncio.wait_for(self.layer.receive(self.name), timeout)
-        return json.loads(message["text"])
+        frame = json.loads(message["text"])
+        if "offset" in frame:
+            seen = self.positions.setdefault(frame["channel"], [])
+            epoch, offset = frame.pop("epoch"), frame.pop("offset")
+            assert isinstance(epoch, str) and epoch and isinstance(offset, int) and offset > 0, (epoch, offset)
+            assert (message["offset"], message["epoch"]) == (offset, epoch), "layer message and frame disagree"
+            if seen:
+                assert (epoch, offset) == (seen[-1][0], seen[-1][1] + 1), f"{frame['channel']}: {seen[-1]} then {(epoch, offset)}"
+            seen.append((epoch, offset))
+        return frame
 
     async def events(self, count: int) -> list[dict[str, Any]]:
         return [await self.next_event() for _ in range(count)]

@@ -20,6 +20,7 @@ from tests.live import (
     subscribe,
 )
 from users import services as user_services
+from tests.support import POSITION
 
 STAFF_PASSWORD = "a staff password that is long enough"
 MISSING = 999_999_999
@@ -53,7 +54,7 @@ def people(transactional_db):  # type: ignore[no-untyped-def]
 
 
 def subscribed(channel: str, event: str, ref: str, presence: dict | None = None) -> dict:
-    frame = {"type": "subscribed", "channel": channel, "event": event, "ref": ref}
+    frame = {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": ref}
     if presence is not None:
         frame["presence"] = presence
     return frame
@@ -133,21 +134,21 @@ async def test_private_room_and_dm_messages_reach_only_those_allowed(server, peo
         status, message = await server.arequest("POST", f"/v1/rooms/{people.private.pk}/messages", people.keys["member"], {"content": "members only"})
         assert status == 201
         for who in ("owner", "member", "staff"):
-            assert await recv_json(ws[who]) == {"type": "message:new", "channel": private, "data": message}
+            assert await recv_json(ws[who]) == {"type": "message:new", "channel": private, **POSITION, "data": message}
 
         status, dm = await server.arequest("POST", f"/v1/conversations/{people.conversation.pk}/messages", people.keys["owner"], {"content": "just us"})
         assert status == 201
         for who in ("owner", "member"):
-            assert await recv_json(ws[who]) == {"type": "message:new", "channel": conv, "data": dm}
+            assert await recv_json(ws[who]) == {"type": "message:new", "channel": conv, **POSITION, "data": dm}
 
         status, room = await server.arequest("POST", "/v1/rooms", people.keys["owner"], {"name": "new and private", "is_private": True})
         assert status == 201
-        assert await recv_json(ws["owner"]) == {"type": "room:created", "channel": owner_feed, "data": room}
+        assert await recv_json(ws["owner"]) == {"type": "room:created", "channel": owner_feed, **POSITION, "data": room}
 
         # The outsider also watches the public room: a message there does reach them.
         assert await subscribe(ws["outsider"], f"room:{people.public.pk}", ref="pub") == subscribed(f"room:{people.public.pk}", "*", "pub")
         status, public_message = await server.arequest("POST", f"/v1/rooms/{people.public.pk}/messages", people.keys["member"], {"content": "hi all"})
-        assert await recv_json(ws["outsider"]) == {"type": "message:new", "channel": f"room:{people.public.pk}", "data": public_message}
+        assert await recv_json(ws["outsider"]) == {"type": "message:new", "channel": f"room:{people.public.pk}", **POSITION, "data": public_message}
         for socket in ws.values():
             await assert_no_frame(socket)
 
@@ -158,7 +159,7 @@ async def test_authorization_header(server, people):
         frames = [await recv_json(first), await recv_json(second)]
         expected = {
             "type": "connected", "connection_id": TEXT, "user_id": f"user_{people.member.pk}", "heartbeat_interval": 25,
-            "limits": {"max_subscriptions": 100, "max_frame_bytes": 65536, "rate_per_second": 20},
+            "limits": {"max_subscriptions": 100, "max_frame_bytes": 65536, "rate_per_second": 20, "rate_burst": 40},
         }
         assert frames == [expected, expected]
         assert frames[0]["connection_id"] != frames[1]["connection_id"]

@@ -19,6 +19,7 @@ from tests.live import (
     request_reply,
     subscribe,
 )
+from tests.support import POSITION
 
 ROOT_PASSWORD = "correct horse battery staple 42"
 
@@ -53,7 +54,7 @@ async def test_room_message_new_updated_deleted_over_rest(server, world):
         ada = await open_ready(stack, server, world.ada_key)
         bob = await open_ready(stack, server, world.bob_key)
         for ws in (ada, bob):
-            assert await subscribe(ws, channel, ref="r1") == {"type": "subscribed", "channel": channel, "event": "*", "ref": "r1"}
+            assert await subscribe(ws, channel, ref="r1") == {"type": "subscribed", "channel": channel, "event": "*", **POSITION, "ref": "r1"}
 
         status, created = await server.arequest(
             "POST", f"/v1/rooms/{world.room.pk}/messages", world.bob_key, {"content": "  <b>hi</b> & ünïcödé 🎉  "}
@@ -61,19 +62,19 @@ async def test_room_message_new_updated_deleted_over_rest(server, world):
         assert status == 201
         assert created["content"] == "<b>hi</b> & ünïcödé 🎉"  # trimmed, never rendered
         for ws in (ada, bob):
-            assert await recv_json(ws) == {"type": "message:new", "channel": channel, "data": created}
+            assert await recv_json(ws) == {"type": "message:new", "channel": channel, **POSITION, "data": created}
 
         status, updated = await server.arequest("PATCH", f"/v1/messages/{created['id']}", world.bob_key, {"content": "edited"})
         assert status == 200
         assert updated["content"] == "edited"
         for ws in (ada, bob):
-            assert await recv_json(ws) == {"type": "message:updated", "channel": channel, "data": updated}
+            assert await recv_json(ws) == {"type": "message:updated", "channel": channel, **POSITION, "data": updated}
 
         # The room's owner deletes bob's message.
         status, _ = await server.arequest("DELETE", f"/v1/messages/{created['id']}", world.ada_key)
         assert status == 204
         frames = [await recv_json(ws) for ws in (ada, bob)]
-        expected = {"type": "message:deleted", "channel": channel, "data": deleted_data(created, "room_id")}
+        expected = {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "room_id")}
         assert frames == [expected, expected]
         assert frames[0]["data"]["deleted_at"] == frames[1]["data"]["deleted_at"]  # one event, encoded once
         for ws in (ada, bob):
@@ -87,24 +88,24 @@ async def test_conversation_message_events_over_rest(server, world):
         ada = await open_ready(stack, server, world.ada_key)
         bob = await open_ready(stack, server, world.bob_key)
         # Bare and prefixed ids name the same channel; replies name it canonically.
-        assert await subscribe(ada, channel, "message", ref="a") == {"type": "subscribed", "channel": channel, "event": "message", "ref": "a"}
-        assert await subscribe(bob, f"conversation:{conv_id}", ref="b") == {"type": "subscribed", "channel": channel, "event": "*", "ref": "b"}
+        assert await subscribe(ada, channel, "message", ref="a") == {"type": "subscribed", "channel": channel, "event": "message", **POSITION, "ref": "a"}
+        assert await subscribe(bob, f"conversation:{conv_id}", ref="b") == {"type": "subscribed", "channel": channel, "event": "*", **POSITION, "ref": "b"}
 
         status, created = await server.arequest("POST", f"/v1/conversations/{conv_id}/messages", world.ada_key, {"content": "psst"})
         assert status == 201
         assert created["conversation_id"] == conv_id and "room_id" not in created
         for ws in (ada, bob):
-            assert await recv_json(ws) == {"type": "message:new", "channel": channel, "data": created}
+            assert await recv_json(ws) == {"type": "message:new", "channel": channel, **POSITION, "data": created}
 
         status, updated = await server.arequest("PATCH", f"/v1/messages/{created['id']}", world.ada_key, {"content": "psst!"})
         assert status == 200
         for ws in (ada, bob):
-            assert await recv_json(ws) == {"type": "message:updated", "channel": channel, "data": updated}
+            assert await recv_json(ws) == {"type": "message:updated", "channel": channel, **POSITION, "data": updated}
 
         status, _ = await server.arequest("DELETE", f"/v1/messages/{created['id']}", world.ada_key)
         assert status == 204
         for ws in (ada, bob):
-            assert await recv_json(ws) == {"type": "message:deleted", "channel": channel, "data": deleted_data(created, "conversation_id")}
+            assert await recv_json(ws) == {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "conversation_id")}
             await assert_no_frame(ws)
 
 
@@ -116,7 +117,7 @@ async def test_message_edit_and_delete_through_the_admin(server, world):
         await subscribe(ada, channel)
         status, created = await server.arequest("POST", f"/v1/rooms/{world.room.pk}/messages", world.bob_key, {"content": "typo"})
         assert status == 201
-        assert await recv_json(ada) == {"type": "message:new", "channel": channel, "data": created}
+        assert await recv_json(ada) == {"type": "message:new", "channel": channel, **POSITION, "data": created}
         pk = int(created["id"].removeprefix("msg_"))
 
         status, final_path, body = await asyncio.to_thread(
@@ -128,12 +129,12 @@ async def test_message_edit_and_delete_through_the_admin(server, world):
         frame = await recv_json(ada)
         status, rest_view = await server.arequest("GET", f"/v1/messages/{created['id']}", world.ada_key)
         assert status == 200 and rest_view["content"] == "fixed by an operator"
-        assert frame == {"type": "message:updated", "channel": channel, "data": rest_view}
+        assert frame == {"type": "message:updated", "channel": channel, **POSITION, "data": rest_view}
         assert rest_view.keys() == created.keys()  # the same shape as an edit over REST
 
         status, final_path, body = await asyncio.to_thread(browser.post, f"/admin/rooms/message/{pk}/delete/", {"post": "yes"})
         assert (status, final_path) == (200, "/admin/rooms/message/"), body[:3000]
-        assert await recv_json(ada) == {"type": "message:deleted", "channel": channel, "data": deleted_data(created, "room_id")}
+        assert await recv_json(ada) == {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "room_id")}
         assert (await server.arequest("GET", f"/v1/messages/{created['id']}", world.ada_key))[0] == 404
         await assert_no_frame(ada)
 
@@ -152,7 +153,7 @@ async def test_room_updated_on_patch(server, world):
         assert status == 200
         assert (body["topic"], body["name"], body["member_count"]) == ("Retro computing", "retro", 2)
         for ws in (ada, bob, cy):
-            assert await recv_json(ws) == {"type": "room:updated", "channel": channel, "data": body}
+            assert await recv_json(ws) == {"type": "room:updated", "channel": channel, **POSITION, "data": body}
             await assert_no_frame(ws)
 
 
@@ -165,17 +166,17 @@ async def test_room_deleted_once_then_unsubscribed(server, world):
         await subscribe(ada, channel)
         await subscribe(cy, channel, "message")  # a filter that does not match room:deleted
         assert await subscribe(bob_feed, f"user:{world.bob.pk}", "room") == {
-            "type": "subscribed", "channel": f"user:{world.bob.pk}", "event": "room", "ref": "s"
+            "type": "subscribed", "channel": f"user:{world.bob.pk}", "event": "room", **POSITION, "ref": "s"
         }
 
         status, _ = await server.arequest("DELETE", f"/v1/rooms/{world.room.pk}", world.ada_key)
         assert status == 204
         room_id = f"room_{world.room.pk}"
-        assert await recv_json(ada) == {"type": "room:deleted", "channel": channel, "data": {"id": room_id, "reason": "deleted"}}
+        assert await recv_json(ada) == {"type": "room:deleted", "channel": channel, **POSITION, "data": {"id": room_id, "reason": "deleted"}}
         assert await recv_json(ada) == {"type": "unsubscribed", "channel": channel, "reason": "channel_deleted"}
         assert await recv_json(cy) == {"type": "unsubscribed", "channel": channel, "reason": "channel_deleted"}
         assert await recv_json(bob_feed) == {
-            "type": "room:deleted", "channel": f"user:{world.bob.pk}", "data": {"id": room_id, "reason": "deleted"}
+            "type": "room:deleted", "channel": f"user:{world.bob.pk}", **POSITION, "data": {"id": room_id, "reason": "deleted"}
         }
         for ws in (ada, cy, bob_feed):
             await assert_no_frame(ws)
@@ -188,7 +189,7 @@ async def test_room_created_and_deleted_on_the_users_own_feed(server, world):
     async with AsyncExitStack() as stack:
         cy_feed = await open_ready(stack, server, world.cy_key)
         ada = await open_ready(stack, server, world.ada_key)
-        assert await subscribe(cy_feed, cy_feed_channel, "room") == {"type": "subscribed", "channel": cy_feed_channel, "event": "room", "ref": "s"}
+        assert await subscribe(cy_feed, cy_feed_channel, "room") == {"type": "subscribed", "channel": cy_feed_channel, "event": "room", **POSITION, "ref": "s"}
         await subscribe(ada, room_channel, "room")
 
         # cy joins the public room herself.
@@ -196,22 +197,22 @@ async def test_room_created_and_deleted_on_the_users_own_feed(server, world):
         assert status == 201
         status, room_view = await server.arequest("GET", f"/v1/rooms/{world.room.pk}", world.cy_key)
         assert room_view["member_count"] == 3
-        assert await recv_json(cy_feed) == {"type": "room:created", "channel": cy_feed_channel, "data": room_view}
-        assert await recv_json(ada) == {"type": "room:updated", "channel": room_channel, "data": room_view}
+        assert await recv_json(cy_feed) == {"type": "room:created", "channel": cy_feed_channel, **POSITION, "data": room_view}
+        assert await recv_json(ada) == {"type": "room:updated", "channel": room_channel, **POSITION, "data": room_view}
 
         # ...and leaves it.
         status, _ = await server.arequest("DELETE", f"/v1/rooms/{world.room.pk}/members/user_{world.cy.pk}", world.cy_key)
         assert status == 204
         room_id = f"room_{world.room.pk}"
-        assert await recv_json(cy_feed) == {"type": "room:deleted", "channel": cy_feed_channel, "data": {"id": room_id, "reason": "left"}}
+        assert await recv_json(cy_feed) == {"type": "room:deleted", "channel": cy_feed_channel, **POSITION, "data": {"id": room_id, "reason": "left"}}
         status, room_view = await server.arequest("GET", f"/v1/rooms/{world.room.pk}", world.ada_key)
         assert room_view["member_count"] == 2
-        assert await recv_json(ada) == {"type": "room:updated", "channel": room_channel, "data": room_view}
+        assert await recv_json(ada) == {"type": "room:updated", "channel": room_channel, **POSITION, "data": room_view}
 
         # A room cy creates appears in her list too.
         status, new_room = await server.arequest("POST", "/v1/rooms", world.cy_key, {"name": "cy's den", "is_private": True})
         assert status == 201
-        assert await recv_json(cy_feed) == {"type": "room:created", "channel": cy_feed_channel, "data": new_room}
+        assert await recv_json(cy_feed) == {"type": "room:created", "channel": cy_feed_channel, **POSITION, "data": new_room}
 
         # The owner of a private room adds her, then removes her.
         private = world.private
@@ -219,11 +220,11 @@ async def test_room_created_and_deleted_on_the_users_own_feed(server, world):
         assert status == 201
         status, private_view = await server.arequest("GET", f"/v1/rooms/{private.pk}", world.cy_key)
         assert status == 200
-        assert await recv_json(cy_feed) == {"type": "room:created", "channel": cy_feed_channel, "data": private_view}
+        assert await recv_json(cy_feed) == {"type": "room:created", "channel": cy_feed_channel, **POSITION, "data": private_view}
         status, _ = await server.arequest("DELETE", f"/v1/rooms/{private.pk}/members/{world.cy.pk}", world.ada_key)
         assert status == 204
         assert await recv_json(cy_feed) == {
-            "type": "room:deleted", "channel": cy_feed_channel, "data": {"id": f"room_{private.pk}", "reason": "removed"}
+            "type": "room:deleted", "channel": cy_feed_channel, **POSITION, "data": {"id": f"room_{private.pk}", "reason": "removed"}
         }
         for ws in (cy_feed, ada):
             await assert_no_frame(ws)
@@ -234,7 +235,7 @@ async def test_user_updated_reaches_subscribers_of_the_user(server, world):
     async with AsyncExitStack() as stack:
         cy = await open_ready(stack, server, world.cy_key)
         assert await subscribe(cy, channel, "activity") == {
-            "type": "subscribed", "channel": channel, "event": "activity", "ref": "s",
+            "type": "subscribed", "channel": channel, "event": "activity", **POSITION, "ref": "s",
             "presence": {"status": "offline", "last_seen_at": None},
         }
         status, body = await server.arequest(
@@ -245,7 +246,7 @@ async def test_user_updated_reaches_subscribers_of_the_user(server, world):
         profile = dict(body)
         expected_data = {"user_id": profile.pop("id"), "status": profile.pop("status"), "timestamp": TIMESTAMP, **profile}
         assert expected_data["user_id"] == f"user_{world.bob.pk}"
-        assert await recv_json(cy) == {"type": "user:updated", "channel": channel, "data": expected_data}
+        assert await recv_json(cy) == {"type": "user:updated", "channel": channel, **POSITION, "data": expected_data}
 
         # Saving the same profile again is not a change.
         status, _ = await server.arequest("PATCH", "/v1/users/me", world.bob_key, {"display_name": "Bobby Tables"})
@@ -259,7 +260,7 @@ async def test_online_on_first_socket_offline_after_last(server, world):
     async with AsyncExitStack() as stack:
         cy = await open_ready(stack, server, world.cy_key)
         assert await subscribe(cy, channel, "activity") == {
-            "type": "subscribed", "channel": channel, "event": "activity", "ref": "s",
+            "type": "subscribed", "channel": channel, "event": "activity", **POSITION, "ref": "s",
             "presence": {"status": "offline", "last_seen_at": None},
         }
         async with server.connect(world.bob_key) as first:
@@ -273,7 +274,7 @@ async def test_online_on_first_socket_offline_after_last(server, world):
                 # A subscriber arriving now is told the current presence.
                 watcher = await open_ready(stack, server, world.ada_key)
                 assert await subscribe(watcher, channel, "user:offline") == {
-                    "type": "subscribed", "channel": channel, "event": "user:offline", "ref": "s",
+                    "type": "subscribed", "channel": channel, "event": "user:offline", **POSITION, "ref": "s",
                     "presence": {"status": "online", "last_seen_at": None},
                 }
             await assert_no_frame(cy, 0.5)  # one tab closed, one still open
@@ -293,11 +294,11 @@ async def test_filters_select_what_a_socket_receives(server, world):
         everything = await open_ready(stack, server, world.ada_key)
         room_only = await open_ready(stack, server, world.cy_key)
         overlapping = await open_ready(stack, server, world.cy_key)
-        assert await subscribe(deletions, channel, "message:deleted") == {"type": "subscribed", "channel": channel, "event": "message:deleted", "ref": "s"}
+        assert await subscribe(deletions, channel, "message:deleted") == {"type": "subscribed", "channel": channel, "event": "message:deleted", **POSITION, "ref": "s"}
         await subscribe(everything, channel)
         await subscribe(room_only, channel, "room")
         for n, event in enumerate(["message", "*", "message:new", "message"]):  # one frame per event, whatever overlaps
-            assert await subscribe(overlapping, channel, event, ref=str(n)) == {"type": "subscribed", "channel": channel, "event": event, "ref": str(n)}
+            assert await subscribe(overlapping, channel, event, ref=str(n)) == {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": str(n)}
 
         status, created = await server.arequest("POST", f"/v1/rooms/{world.room.pk}/messages", world.bob_key, {"content": "one"})
         status, updated = await server.arequest("PATCH", f"/v1/messages/{created['id']}", world.bob_key, {"content": "two"})
@@ -305,10 +306,10 @@ async def test_filters_select_what_a_socket_receives(server, world):
         status, room_view = await server.arequest("PATCH", f"/v1/rooms/{world.room.pk}", world.ada_key, {"topic": "filters"})
         assert status == 200
         all_events = [
-            {"type": "message:new", "channel": channel, "data": created},
-            {"type": "message:updated", "channel": channel, "data": updated},
-            {"type": "message:deleted", "channel": channel, "data": deleted_data(created, "room_id")},
-            {"type": "room:updated", "channel": channel, "data": room_view},
+            {"type": "message:new", "channel": channel, **POSITION, "data": created},
+            {"type": "message:updated", "channel": channel, **POSITION, "data": updated},
+            {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "room_id")},
+            {"type": "room:updated", "channel": channel, **POSITION, "data": room_view},
         ]
         assert [await recv_json(everything) for _ in all_events] == all_events
         assert [await recv_json(overlapping) for _ in all_events] == all_events
@@ -325,7 +326,7 @@ async def test_filters_select_what_a_socket_receives(server, world):
             "type": "subscriptions", "subscriptions": [{"channel": channel, "events": ["message", "message:new"]}], "ref": "l"
         }
         status, second = await server.arequest("POST", f"/v1/rooms/{world.room.pk}/messages", world.bob_key, {"content": "three"})
-        assert await recv_json(overlapping) == {"type": "message:new", "channel": channel, "data": second}
+        assert await recv_json(overlapping) == {"type": "message:new", "channel": channel, **POSITION, "data": second}
         status, quiet = await server.arequest("PATCH", f"/v1/rooms/{world.room.pk}", world.ada_key, {"topic": "quiet"})
         await assert_no_frame(overlapping)
         assert await request_reply(overlapping, {"type": "unsubscribe", "channel": channel, "ref": "u2"}) == {
@@ -333,8 +334,8 @@ async def test_filters_select_what_a_socket_receives(server, world):
         }
         status, fourth = await server.arequest("POST", f"/v1/rooms/{world.room.pk}/messages", world.bob_key, {"content": "four"})
         assert [await recv_json(everything) for _ in range(3)] == [
-            {"type": "message:new", "channel": channel, "data": second},
-            {"type": "room:updated", "channel": channel, "data": quiet},
-            {"type": "message:new", "channel": channel, "data": fourth},
+            {"type": "message:new", "channel": channel, **POSITION, "data": second},
+            {"type": "room:updated", "channel": channel, **POSITION, "data": quiet},
+            {"type": "message:new", "channel": channel, **POSITION, "data": fourth},
         ]
         await assert_no_frame(overlapping)

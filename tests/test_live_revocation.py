@@ -25,6 +25,7 @@ from tests.live import (
 )
 from users import services as user_services
 from users.models import User
+from tests.support import POSITION
 
 ROOT_PASSWORD = "an operator password, long enough"
 REVOCATION_DEADLINE = 2.0
@@ -174,19 +175,19 @@ async def test_a_member_removed_from_a_private_room_is_unsubscribed(server, worl
         owner = await open_ready(stack, server, world.bob_key)
         member = await open_ready(stack, server, world.carol_key)
         for ws in (owner, member):
-            assert await subscribe(ws, channel, ref="1") == {"type": "subscribed", "channel": channel, "event": "*", "ref": "1"}
+            assert await subscribe(ws, channel, ref="1") == {"type": "subscribed", "channel": channel, "event": "*", **POSITION, "ref": "1"}
 
         status, _ = await server.arequest("DELETE", f"/v1/rooms/{world.private.pk}/members/user_{world.carol.pk}", world.bob_key)
         assert status == 204
         status, room_view = await server.arequest("GET", f"/v1/rooms/{world.private.pk}", world.bob_key)
         assert room_view["member_count"] == 1
-        assert await recv_json(owner) == {"type": "room:updated", "channel": channel, "data": room_view}
+        assert await recv_json(owner) == {"type": "room:updated", "channel": channel, **POSITION, "data": room_view}
         # Not even the room:updated announcing the removal: she may no longer see the room.
         assert await recv_json(member, timeout=REVOCATION_DEADLINE) == {"type": "unsubscribed", "channel": channel, "reason": "access_revoked"}
 
         status, message = await server.arequest("POST", f"/v1/rooms/{world.private.pk}/messages", world.bob_key, {"content": "she is gone"})
         assert status == 201
-        assert await recv_json(owner) == {"type": "message:new", "channel": channel, "data": message}
+        assert await recv_json(owner) == {"type": "message:new", "channel": channel, **POSITION, "data": message}
         await assert_no_frame(member, 0.5)
         assert await subscribe(member, channel, ref="2") == error_frame("FORBIDDEN", "2")
         assert await request_reply(member, {"type": "list_subscriptions", "ref": "l"}) == {"type": "subscriptions", "subscriptions": [], "ref": "l"}
@@ -202,9 +203,9 @@ async def test_leaving_a_public_room_keeps_the_subscription(server, world):
         status, _ = await server.arequest("DELETE", f"/v1/rooms/{world.public.pk}/members/{world.carol.pk}", world.bob_key)
         assert status == 204
         status, room_view = await server.arequest("GET", f"/v1/rooms/{world.public.pk}", world.carol_key)
-        assert await recv_json(member) == {"type": "room:updated", "channel": channel, "data": room_view}
+        assert await recv_json(member) == {"type": "room:updated", "channel": channel, **POSITION, "data": room_view}
         status, message = await server.arequest("POST", f"/v1/rooms/{world.public.pk}/messages", world.bob_key, {"content": "still public"})
-        assert await recv_json(member) == {"type": "message:new", "channel": channel, "data": message}
+        assert await recv_json(member) == {"type": "message:new", "channel": channel, **POSITION, "data": message}
         await assert_no_frame(member)
 
 
@@ -219,12 +220,12 @@ async def test_a_room_made_private_unsubscribes_non_members_only(server, world):
         status, room_view = await server.arequest("PATCH", f"/v1/rooms/{world.public.pk}", world.bob_key, {"is_private": True})
         assert status == 200 and room_view["is_private"] is True
         for ws in (owner, member):
-            assert await recv_json(ws) == {"type": "room:updated", "channel": channel, "data": room_view}
+            assert await recv_json(ws) == {"type": "room:updated", "channel": channel, **POSITION, "data": room_view}
         # The room is private from this change on: the outsider gets none of its events, this one included.
         assert await recv_json(outsider, timeout=REVOCATION_DEADLINE) == {"type": "unsubscribed", "channel": channel, "reason": "access_revoked"}
 
         status, message = await server.arequest("POST", f"/v1/rooms/{world.public.pk}/messages", world.carol_key, {"content": "members only now"})
         for ws in (owner, member):
-            assert await recv_json(ws) == {"type": "message:new", "channel": channel, "data": message}
+            assert await recv_json(ws) == {"type": "message:new", "channel": channel, **POSITION, "data": message}
         await assert_no_frame(outsider, 0.5)
         assert await subscribe(outsider, channel, ref="again") == error_frame("FORBIDDEN", "again")

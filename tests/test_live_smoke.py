@@ -3,6 +3,7 @@ import pytest
 
 from tests import factories
 from tests.live import recv_json, request_reply
+from tests.support import POSITION
 
 
 @pytest.fixture
@@ -18,10 +19,10 @@ async def test_message_posted_over_rest_arrives_over_websocket(server, ada_with_
         assert connected["type"] == "connected"
         assert connected["user_id"] == f"user_{ada.pk}"
         reply = await request_reply(ws, {"type": "subscribe", "channel": f"room:{room.pk}", "ref": "1"})
-        assert reply == {"type": "subscribed", "channel": f"room:{room.pk}", "event": "*", "ref": "1"}
+        assert reply == {"type": "subscribed", "channel": f"room:{room.pk}", "event": "*", **POSITION, "ref": "1"}
         status, body = await server.arequest("POST", f"/v1/rooms/{room.pk}/messages", key, {"content": "hi"})
         assert status == 201
-        assert await recv_json(ws) == {"type": "message:new", "channel": f"room:{room.pk}", "data": body}
+        assert await recv_json(ws) == {"type": "message:new", "channel": f"room:{room.pk}", **POSITION, "data": body}
 
 
 async def test_the_server_declines_permessage_deflate(server, ada_with_room):

@@ -13,6 +13,7 @@ from rooms import services as room_services
 from rooms.models import Conversation, Membership, Room
 from tests import factories
 from tests.realtime_client import connected, error, sync
+from tests.support import POSITION
 from users import services as user_services
 from users.models import ApiKey, User
 
@@ -63,7 +64,7 @@ async def subscribe(w: World, who: str, channel: str, event: str | None = None) 
 
 
 def subscribed(channel: str, event: str = "*", **extra: object) -> dict:
-    return {"type": "subscribed", "channel": channel, "event": event, **extra, "ref": "s"}
+    return {"type": "subscribed", "channel": channel, "event": event, **POSITION, **extra, "ref": "s"}
 
 
 # --- rooms -----------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ async def test_access_is_checked_at_each_subscribe(w):
         assert await ws.request({"type": "subscribe", "channel": channel}) == {
             "type": "subscribed",
             "channel": channel,
-            "event": "*",
+            "event": "*", **POSITION,
         }
 
 
@@ -344,7 +345,7 @@ async def test_deleted_room_sends_room_deleted_then_channel_deleted(w):
         await sync(room_services.room_delete)(room=w.public)
         assert await ws.receive() == {
             "type": "room:deleted",
-            "channel": channel,
+            "channel": channel, **POSITION,
             "data": {"id": f"room_{room_id}", "reason": "deleted"},
         }
         assert await ws.receive() == channel_deleted(channel)

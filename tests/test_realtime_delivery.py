@@ -23,6 +23,7 @@ from tests.realtime_client import (
     sync,
 )
 from users.models import User
+from tests.support import POSITION
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,7 +71,7 @@ def message_frame(message: Message, event_type: str = "message:new") -> dict:
     channel = f"room:{message.room_id}" if message.room_id else f"conversation:{message.conversation_id}"
     return {
         "type": event_type,
-        "channel": channel,
+        "channel": channel, **POSITION,
         "data": {
             "id": f"msg_{message.pk}",
             **where,
@@ -85,7 +86,7 @@ def message_frame(message: Message, event_type: str = "message:new") -> dict:
 def deleted_frame(room: Room, message_id: int, author: User) -> dict:
     return {
         "type": "message:deleted",
-        "channel": f"room:{room.pk}",
+        "channel": f"room:{room.pk}", **POSITION,
         "data": {"id": f"msg_{message_id}", "room_id": f"room_{room.pk}", "user_id": f"user_{author.pk}", "deleted_at": ISO_TIMESTAMP},
     }
 

@@ -67,7 +67,7 @@ async def test_bearer_header_connects_with_the_connected_frame(ada):
             "connection_id": frame["connection_id"],
             "user_id": f"user_{user.pk}",
             "heartbeat_interval": 25,
-            "limits": {"max_subscriptions": 100, "max_frame_bytes": 65536, "rate_per_second": 20},
+            "limits": {"max_subscriptions": 100, "max_frame_bytes": 65536, "rate_per_second": 20, "rate_burst": 40},
         }
         assert isinstance(frame["connection_id"], str) and frame["connection_id"]
 
@@ -84,7 +84,7 @@ async def test_connected_frame_reports_the_configured_limits(ada, settings):
     settings.RETROCHAT_RATE_PER_SECOND = 3
     _, key = ada
     async with connected(key) as socket:
-        assert socket.hello["limits"] == {"max_subscriptions": 7, "max_frame_bytes": 4096, "rate_per_second": 3}
+        assert socket.hello["limits"] == {"max_subscriptions": 7, "max_frame_bytes": 4096, "rate_per_second": 3, "rate_burst": 40}
 
 
 async def test_bearer_scheme_is_case_insensitive(ada):

@@ -13,6 +13,7 @@ from realtime.limits import ABUSE_SECONDS, FrameRateLimiter
 from rooms.models import Room
 from tests import factories
 from tests.realtime_client import FRAME_TIMEOUT, ISO_TIMESTAMP, connected, error, sync
+from tests.support import POSITION
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,7 +92,7 @@ async def test_resubscribing_at_the_limit_is_still_idempotent(s, three_subscript
         assert await ws.request({"type": "subscribe", "channel": channel}) == {
             "type": "subscribed",
             "channel": channel,
-            "event": "*",
+            "event": "*", **POSITION,
         }
 
 
@@ -113,7 +114,7 @@ async def test_unsubscribing_frees_a_place(s, three_subscriptions):
         assert await ws.request({"type": "subscribe", "channel": f"user:{s.ada.pk}", "event": "room"}) == {
             "type": "subscribed",
             "channel": f"user:{s.ada.pk}",
-            "event": "room",
+            "event": "room", **POSITION,
         }
 
 

@@ -12,7 +12,7 @@ from retrochat.env import env_bool, env_int, env_list, env_str
 
 VAR = "RETROCHAT_TEST_VARIABLE"
 REDIS_LAYER = "channels_redis.pubsub.RedisPubSubChannelLayer"
-IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+IN_MEMORY_LAYER = "realtime.layers.EmbeddedChannelLayer"
 
 
 def load_settings(monkeypatch: pytest.MonkeyPatch, **env: str | None) -> dict:

@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models.signals import post_delete, post_save
 
 from realtime import channel_names, events
+from realtime.control import ChannelDeleted, RevokeKey, RevokeUser
 from realtime.publish import control_on_commit, publish_on_commit
 from users.models import ApiKey, User
 
@@ -22,25 +23,25 @@ def user_saved(sender: type, instance: User, created: bool, raw: bool = False, u
     if raw or created:
         return
     if deactivated:
-        control_on_commit("revoke_user", user_id=instance.pk, using=using)
+        control_on_commit(RevokeUser(instance.pk), using=using)
     if changed:
         publish_on_commit(events.user_updated(instance), using=using)
 
 
 def user_deleted(sender: type, instance: User, using: str | None = None, **kwargs: Any) -> None:
-    control_on_commit("revoke_user", user_id=instance.pk, using=using)
-    control_on_commit("channel_deleted", channel=str(channel_names.user(instance.pk)), using=using)
+    control_on_commit(RevokeUser(instance.pk), using=using)
+    control_on_commit(ChannelDeleted(str(channel_names.user(instance.pk))), using=using)
 
 
 def api_key_saved(sender: type, instance: ApiKey, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
     # Revoked, or given an expiry that has already passed (the admin can edit it): close its sockets.
     # A future expiry set after a socket connected is not applied to that socket (docs/decisions.md).
     if not raw and not instance.is_usable:
-        control_on_commit("revoke_key", key_id=instance.pk, using=using)
+        control_on_commit(RevokeKey(instance.pk), using=using)
 
 
 def api_key_deleted(sender: type, instance: ApiKey, using: str | None = None, **kwargs: Any) -> None:
-    control_on_commit("revoke_key", key_id=instance.pk, using=using)
+    control_on_commit(RevokeKey(instance.pk), using=using)
 
 
 def connect() -> None:

@@ -1,0 +1,172 @@
+"""A connection's outgoing frames (slow consumers): queued without waiting, written by one task.
+
+The hub and the consumer only `push`: nothing that delivers to many connections ever waits for one
+of them. A writer task, started when the queue becomes non-empty and ended when it is empty again,
+writes the frames in order. A peer that does not read makes the server's `send` wait (uvicorn) or
+its transport buffer grow (daphne, which never waits): either way the frames stay here, where they
+are counted. Over `max_bytes` queued, or with a frame older than `max_seconds`, the connection is a
+slow consumer: what is queued is dropped, the SLOW_CONSUMER error and close 4008 are queued
+instead, and if they have not been written `close_grace` seconds later the transport is aborted.
+"""
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+logger = logging.getLogger("retrochat.realtime")
+
+# Under daphne a send never waits: past this many bytes in the transport's own buffer, the writer
+# waits for it to drain below LOW_WATER, so that a slow peer's frames stay countable here.
+HIGH_WATER = 64 * 1024
+LOW_WATER = 16 * 1024
+DRAIN_POLL_SECONDS = (0.01, 0.25)  # first and longest wait between checks of the transport buffer
+
+
+class TransportControl(Protocol):
+    """What the server underneath lets us do with the socket (realtime/transport.py)."""
+
+    def buffered_bytes(self) -> int: ...
+    def closing(self) -> bool: ...
+    def abort(self) -> None: ...
+
+
+class Outbox:
+    def __init__(
+        self,
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+        *,
+        transport: TransportControl | None,
+        max_bytes: int,
+        max_seconds: float,
+        close_grace: float,
+        on_slow: Callable[[], None],
+    ) -> None:
+        self._send = send
+        self._transport = transport
+        self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+        self.close_grace = close_grace
+        self._on_slow = on_slow
+        self._queue: deque[tuple[dict[str, Any], int, float]] = deque()  # (ASGI message, bytes, queued at)
+        self.pending_bytes = 0
+        self._writer: asyncio.Task | None = None
+        self.closed = False  # a close is queued (or sent): nothing more is accepted
+        self.dead = False  # the transport failed: nothing more will be written
+        self.slow = False
+        self._stuck_since: float | None = None
+
+    # --- queueing (never waits) ----------------------------------------------------------------
+    def push(self, text: str) -> None:
+        if self.closed or self.dead:
+            return
+        self._enqueue({"type": "websocket.send", "text": text}, len(text))
+        if self.pending_bytes > self.max_bytes:
+            self.close_slow()
+
+    def close(self, code: int, final_text: str | None = None) -> None:
+        """Queue an optional last frame and the close; the transport is aborted if they never get out."""
+        if self.closed or self.dead:
+            return
+        if final_text is not None:
+            self._enqueue({"type": "websocket.send", "text": final_text}, len(final_text))
+        self._enqueue({"type": "websocket.close", "code": code}, 0)
+        self.closed = True
+        asyncio.get_running_loop().call_later(self.close_grace, self._abort_if_stuck)
+
+    def close_slow(self) -> None:
+        """Drop what is queued; SLOW_CONSUMER and close 4008 take its place."""
+        if self.closed or self.dead:
+            return
+        self.slow = True
+        self._queue.clear()
+        self.pending_bytes = 0
+        self._on_slow()  # the owner queues its error frame and close through close()
+
+    def check_age(self, now: float) -> None:
+        """Called periodically (monotonic `now`): a frame queued for longer than `max_seconds` makes
+        this a slow consumer; a transport that has been closing for longer than `close_grace` with
+        bytes it cannot write (the server's own heartbeat gave up on a peer that does not read) is
+        aborted, so that the server reports the disconnect."""
+        if self._queue and not self.closed and now - self._queue[0][2] > self.max_seconds:
+            self.close_slow()
+        if self._transport is not None and not self.dead and self._transport.closing() and self._transport.buffered_bytes():
+            if self._stuck_since is None:
+                self._stuck_since = now
+            elif now - self._stuck_since > self.close_grace:
+                logger.info("outbox: transport closing for %.1fs with unsent bytes; aborting it", now - self._stuck_since)
+                self.abort()
+        else:
+            self._stuck_since = None
+
+    def _enqueue(self, message: dict[str, Any], size: int) -> None:
+        self._queue.append((message, size, time.monotonic()))
+        self.pending_bytes += size
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    # --- writing -------------------------------------------------------------------------------
+    async def _write(self) -> None:
+        try:
+            while self._queue and not self.dead:
+                message, size, _ = self._queue[0]
+                await self._send(message)
+                if self._queue and self._queue[0][0] is message:  # not cleared meanwhile by close_slow()
+                    self._queue.popleft()
+                    self.pending_bytes -= size
+                if message["type"] == "websocket.close":
+                    self._queue.clear()
+                    self.pending_bytes = 0
+                    return
+                await self._wait_for_transport()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the peer is gone (ClientDisconnected, a reset): the server disconnects us
+            logger.debug("outbox: send failed (%s); dropping %d queued frame(s)", exc.__class__.__name__, len(self._queue))
+            self.dead = True
+            self._queue.clear()
+            self.pending_bytes = 0
+        finally:
+            self._writer = None
+
+    async def _wait_for_transport(self) -> None:
+        if self._transport is None or self._transport.buffered_bytes() <= HIGH_WATER:
+            return
+        delay, longest = DRAIN_POLL_SECONDS
+        while not self.dead and self._transport.buffered_bytes() > LOW_WATER:
+            await asyncio.sleep(delay)
+            delay = min(longest, delay * 2)
+            if self._queue and not self.closed and time.monotonic() - self._queue[0][2] > self.max_seconds:
+                self.close_slow()
+
+    def _abort_if_stuck(self) -> None:
+        if self.dead or (self._writer is None and not self._queue and not self._still_buffered()):
+            return
+        logger.info("outbox: close not flushed within %.1fs; aborting the transport", self.close_grace)
+        self.abort()
+
+    def _still_buffered(self) -> bool:
+        return self._transport is not None and self._transport.buffered_bytes() > 0
+
+    def abort(self) -> None:
+        self.dead = True
+        self._queue.clear()
+        self.pending_bytes = 0
+        if self._writer is not None:
+            self._writer.cancel()
+        if self._transport is not None:
+            try:
+                self._transport.abort()
+            except Exception:  # already gone
+                logger.debug("outbox: abort failed", exc_info=True)
+
+    def stop(self) -> None:
+        """The application is done with the connection: stop writing. Bytes the peer never read
+        would keep the socket open for ever: the transport is aborted if any are left after the grace."""
+        self.closed = True
+        self._queue.clear()
+        self.pending_bytes = 0
+        if self._writer is not None and self._writer is not asyncio.current_task():
+            self._writer.cancel()
+        asyncio.get_running_loop().call_later(self.close_grace, self._abort_if_stuck)
