@@ -75,6 +75,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "retrochat.urls"
+CSRF_FAILURE_VIEW = "retrochat.api.errors.csrf_failure"
 ASGI_APPLICATION = "retrochat.asgi.application"
 APPEND_SLASH = False
 
@@ -177,7 +178,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["retrochat.api.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["retrochat.api.throttling.WriteRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"write": RETROCHAT_WRITE_THROTTLE},
     "DEFAULT_PAGINATION_CLASS": "retrochat.api.pagination.NewestFirstCursorPagination",
