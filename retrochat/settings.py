@@ -46,6 +46,21 @@ if not SECRET_KEY:
 
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+
+def _local_origins() -> list[str]:
+    """The origins of the server `make run` starts: HOST:PORT, and its loopback names."""
+    port = env_str("PORT", "8000")
+    host = env_str("HOST", "127.0.0.1")
+    hosts = ["127.0.0.1", "localhost", f"[{host}]" if ":" in host else host]
+    return list(dict.fromkeys(f"http://{name}:{port}" for name in hosts))
+
+
+# Whole origins (scheme://host[:port], as browsers send them) from which a session-authenticated
+# WebSocket may connect; comparing the host alone would let https://localhost or another port in.
+RETROCHAT_ALLOWED_ORIGINS = [
+    origin.rstrip("/").lower() for origin in env_list("CORS_ALLOWED_ORIGINS", _local_origins())
+]
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",

@@ -306,3 +306,23 @@ def test_the_core_redis_layer_can_be_chosen_with_a_capacity_that_does_not_drop_b
 def test_an_unknown_channel_layer_is_refused(monkeypatch):
     with pytest.raises(ImproperlyConfigured):
         load_settings(monkeypatch, REDIS_URL="redis://cache.internal:6379/2", RETROCHAT_CHANNEL_LAYER="kafka")
+
+
+def test_allowed_origins_default_to_the_local_server(monkeypatch):
+    loaded = load_settings(monkeypatch, CORS_ALLOWED_ORIGINS=None, HOST=None, PORT=None)
+
+    assert loaded["RETROCHAT_ALLOWED_ORIGINS"] == ["http://127.0.0.1:8000", "http://localhost:8000"]
+
+
+def test_allowed_origins_default_follows_host_and_port(monkeypatch):
+    loaded = load_settings(monkeypatch, CORS_ALLOWED_ORIGINS=None, HOST="chat.lan", PORT="9000")
+
+    assert loaded["RETROCHAT_ALLOWED_ORIGINS"] == [
+        "http://127.0.0.1:9000", "http://localhost:9000", "http://chat.lan:9000",
+    ]
+
+
+def test_allowed_origins_come_from_cors_allowed_origins(monkeypatch):
+    loaded = load_settings(monkeypatch, CORS_ALLOWED_ORIGINS="https://Chat.Example.com/, http://localhost:3000")
+
+    assert loaded["RETROCHAT_ALLOWED_ORIGINS"] == ["https://chat.example.com", "http://localhost:3000"]
