@@ -37,8 +37,7 @@ api_v1 = [
 urlpatterns = [
     path("v1/", include(api_v1)),
     # Anything else under /v1/ answers the API's JSON 404, whatever DEBUG says.
-    # (?s): a path may hold a decoded newline, which `.` alone would not match.
-    re_path(r"(?s)^v1(?:/.*)?$", json_not_found),
+    re_path(r"^v1(?:/.*)?$", json_not_found),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
 ]
