@@ -3,20 +3,17 @@
 1. `Authorization: Bearer <key>`;
 2. the subprotocol pair `retrochat.v1, bearer.<key>` (browsers cannot set headers); the server
    selects `retrochat.v1` and never echoes the key;
-3. the Django session cookie, only from an `Origin` that matches ALLOWED_HOSTS (cross-site
-   WebSocket hijacking). A key in the query string is never accepted.
+3. the Django session cookie, only from an `Origin` listed in RETROCHAT_ALLOWED_ORIGINS
+   (cross-site WebSocket hijacking). A key in the query string is never accepted.
 """
-from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
-from urllib.parse import urlsplit
 
 from channels.auth import get_user
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.http.cookie import parse_cookie
-from django.http.request import validate_host
 from django.utils.crypto import constant_time_compare
 
 from realtime import protocol
@@ -75,11 +72,9 @@ def _bearer_from_subprotocols(scope: dict) -> str | None:
 
 
 def origin_allowed(scope: dict) -> bool:
+    """The whole Origin, scheme and port included, is one of RETROCHAT_ALLOWED_ORIGINS."""
     raw = _header(scope, b"origin")
-    if not raw:
-        return False
-    host = urlsplit(raw.decode("latin-1")).hostname
-    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+    return raw is not None and raw.decode("latin-1").lower() in settings.RETROCHAT_ALLOWED_ORIGINS
 
 
 def _session_key(scope: dict) -> str | None:

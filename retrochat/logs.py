@@ -20,6 +20,23 @@ def redact(text: str) -> str:
     return _KEY_RE.sub("rc_[redacted]", text)
 
 
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char == "\\":
+        return "\\\\"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """`text` safe for one log line: control, bidi and other non-printable characters become
+    backslash escapes (`\\x0a`, `\\u202e`), and a backslash is doubled so that no escape is forged."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(char if char.isprintable() and char != "\\" else _escape(char) for char in text)
+
+
 class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

@@ -3,6 +3,7 @@
 Embedded default: SQLite file in the project and the in-process channel layer (one process).
 DATABASE_URL switches to PostgreSQL and REDIS_URL to channels-redis (many processes).
 """
+import os
 import secrets
 from pathlib import Path
 
@@ -14,9 +15,12 @@ from retrochat.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# Local development is the default (like `django-admin startproject`); production sets DEBUG=0,
-# and then SECRET_KEY must be given. API error bodies never carry tracebacks either way.
-DEBUG = env_bool("DEBUG", True)
+# Off unless set: a technical page would show the URLconf, settings and source to anyone. With
+# DEBUG=1 the pages still hide every credential-bearing setting (retrochat/debug.py).
+DEBUG = env_bool("DEBUG", False)
+DEFAULT_EXCEPTION_REPORTER_FILTER = "retrochat.debug.CredentialsReporterFilter"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 _SECRET_KEY_FILE = BASE_DIR / ".secret_key"
 
@@ -31,14 +35,31 @@ def _local_secret_key() -> str:
     return key
 
 
+# A server that answers only local host names (ALLOWED_HOSTS unset) may use the generated key, so
+# that `make run`, `make test` and manage.py work on a fresh clone. A deployment names its hosts,
+# and then a key shared by every process must be given: a per-machine file would split sessions.
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    if "ALLOWED_HOSTS" in os.environ:
+        raise ImproperlyConfigured("SECRET_KEY must be set when ALLOWED_HOSTS is.")
     SECRET_KEY = _local_secret_key()
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+
+def _local_origins() -> list[str]:
+    """The origins of the server `make run` starts: HOST:PORT, and its loopback names."""
+    port = env_str("PORT", "8000")
+    host = env_str("HOST", "127.0.0.1")
+    hosts = ["127.0.0.1", "localhost", f"[{host}]" if ":" in host else host]
+    return list(dict.fromkeys(f"http://{name}:{port}" for name in hosts))
+
+
+# Whole origins (scheme://host[:port], as browsers send them) from which a session-authenticated
+# WebSocket may connect; comparing the host alone would let https://localhost or another port in.
+RETROCHAT_ALLOWED_ORIGINS = [
+    origin.rstrip("/").lower() for origin in env_list("CORS_ALLOWED_ORIGINS", _local_origins())
+]
 
 INSTALLED_APPS = [
     "daphne",
@@ -69,6 +90,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "retrochat.urls"
+CSRF_FAILURE_VIEW = "retrochat.api.errors.csrf_failure"
 ASGI_APPLICATION = "retrochat.asgi.application"
 APPEND_SLASH = False
 
@@ -172,7 +194,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["retrochat.api.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["retrochat.api.throttling.WriteRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"write": RETROCHAT_WRITE_THROTTLE},
     "DEFAULT_PAGINATION_CLASS": "retrochat.api.pagination.NewestFirstCursorPagination",

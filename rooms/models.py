@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
-from users.validators import validate_plain_text
+from users.validators import MULTILINE_VALIDATORS, NAME_VALIDATORS, validate_visible
 
 MAX_MESSAGE_LENGTH = 4000
 
@@ -11,8 +11,8 @@ MAX_MESSAGE_LENGTH = 4000
 class Room(models.Model):
     """A chat room. Public rooms are visible to every user; private ones to members and staff."""
 
-    name = models.CharField(max_length=100, validators=[validate_plain_text])
-    topic = models.CharField(max_length=500, blank=True, validators=[validate_plain_text])
+    name = models.CharField(max_length=100, validators=NAME_VALIDATORS)
+    topic = models.CharField(max_length=500, blank=True, validators=MULTILINE_VALIDATORS)
     is_private = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -126,7 +126,7 @@ class Message(models.Model):
         Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
     )
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
-    content = models.TextField(max_length=MAX_MESSAGE_LENGTH, validators=[validate_plain_text])
+    content = models.TextField(max_length=MAX_MESSAGE_LENGTH, validators=[*MULTILINE_VALIDATORS, validate_visible])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

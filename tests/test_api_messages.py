@@ -211,6 +211,79 @@ def test_blank_content_is_rejected(api, room, content):
     assert not Message.objects.exists()
 
 
+INVISIBLE_ONLY = [
+    pytest.param("\u200b", id="zero-width-space"),
+    pytest.param("\u200b\u200c\u200d", id="zero-width-joiners"),
+    pytest.param("\u3164", id="hangul-filler"),
+    pytest.param("\u115f\u1160\uffa0", id="other-hangul-fillers"),
+    pytest.param("\u2060", id="word-joiner"),
+    pytest.param("\ufeff", id="byte-order-mark"),
+    pytest.param("\u2800", id="braille-blank"),
+    pytest.param("\ufe0f\u034f", id="variation-selector-and-grapheme-joiner"),
+    pytest.param("\u00ad\u180e", id="soft-hyphen-and-mongolian-separator"),
+    pytest.param(" \u200b \u3000 \u2060 ", id="mixed-with-spaces"),
+]
+CONTROL = "Control characters are not allowed."
+BIDI = "Bidirectional override and isolate characters are not allowed."
+
+
+@pytest.mark.parametrize("content", INVISIBLE_ONLY)
+def test_content_of_invisible_characters_only_is_rejected(api, room, content):
+    response = post(api, room, content)
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(content=["This field may not be blank."])
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["a\x1b[2Jb", "bell\x07", "a\rb", "a\x0bb", "a\x7fb", "a\x85b", "a\x9bb"],
+    ids=["escape", "bell", "carriage-return", "vertical-tab", "delete", "c1-next-line", "c1-csi"],
+)
+def test_content_with_control_characters_is_rejected(api, room, content):
+    response = post(api, room, content)
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(content=[CONTROL])
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["see \u202ecod.exe", "a\u202ab\u202c", "a\u202bb", "a\u202db", "a\u2066b\u2069", "a\u2067b", "a\u2068b"],
+    ids=["rlo", "lre-pdf", "rle", "lro", "lri-pdi", "rli", "fsi"],
+)
+def test_content_with_bidi_overrides_or_isolates_is_rejected(api, room, content):
+    response = post(api, room, content)
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(content=[BIDI])
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["line one\nline two", "a\tb", "zero\u200bwidth", "\U0001f469\u200d\U0001f4bb", "\u05e9\u05dc\u05d5\u05dd\u200f!", "\u2764\ufe0f"],
+    ids=["newline", "tab", "zwsp-inside-text", "emoji-zwj-sequence", "rtl-mark", "emoji-variation"],
+)
+def test_content_with_visible_text_and_allowed_format_characters_is_accepted(api, room, content):
+    response = post(api, room, content)
+
+    assert response.status_code == 201
+    assert Message.objects.get().content == content
+
+
+def test_editing_content_to_invisible_characters_only_is_rejected(api, user, room):
+    message = factories.make_message(user, room=room)
+
+    response = api.patch(f"/v1/messages/{message.pk}", {"content": "\u3164"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(content=["This field may not be blank."])
+    assert Message.objects.get(pk=message.pk).content == "hello"
+
+
 @pytest.mark.parametrize(
     "content, error",
     [

@@ -687,3 +687,57 @@ def test_leaving_a_room_i_am_not_in_answers_404(api, user, other_user):
 
     assert response.status_code == 404
     assert response.json() == NOT_FOUND
+
+
+# --- text rules for names and topics ------------------------------------------------------------
+
+BLANK = "This field may not be blank."
+NAME_CONTROL = "Line breaks and control characters are not allowed."
+CONTROL = "Control characters are not allowed."
+BIDI = "Bidirectional override and isolate characters are not allowed."
+
+
+@pytest.mark.parametrize(
+    ("body", "details"),
+    [
+        ({"name": "\u3164"}, {"name": [BLANK]}),
+        ({"name": "\u200b\u2060\ufeff"}, {"name": [BLANK]}),
+        ({"name": "two\nlines"}, {"name": [NAME_CONTROL]}),
+        ({"name": "tab\there"}, {"name": [NAME_CONTROL]}),
+        ({"name": "esc\x1b[31m"}, {"name": [NAME_CONTROL]}),
+        ({"name": "c1\x9b"}, {"name": [NAME_CONTROL]}),
+        ({"name": "gen\u202eral"}, {"name": [BIDI]}),
+        ({"name": "a\u2066b\u2069"}, {"name": [BIDI]}),
+        ({"name": "lobby", "topic": "esc\x1b[2J"}, {"topic": [CONTROL]}),
+        ({"name": "lobby", "topic": "a\x85b"}, {"topic": [CONTROL]}),
+        ({"name": "lobby", "topic": "a\u202db"}, {"topic": [BIDI]}),
+    ],
+    ids=[
+        "name-hangul-filler", "name-zero-width-only", "name-newline", "name-tab", "name-escape", "name-c1",
+        "name-rlo", "name-isolate", "topic-escape", "topic-c1", "topic-lro",
+    ],
+)
+def test_creating_a_room_rejects_invisible_control_and_bidi_characters(api, body, details):
+    response = api.post("/v1/rooms", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(**details)
+    assert not Room.objects.exists()
+
+
+def test_a_topic_may_span_lines(api):
+    response = api.post("/v1/rooms", {"name": "lobby", "topic": "rules:\n1. be kind\t!"}, format="json")
+
+    assert response.status_code == 201
+    assert Room.objects.get().topic == "rules:\n1. be kind\t!"
+
+
+def test_renaming_a_room_to_invisible_characters_only_is_rejected(api, user):
+    room = factories.make_room(user, "lobby")
+    before = snapshot(room)
+
+    response = api.patch(f"/v1/rooms/{room.pk}", {"name": "\u2800"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(name=[BLANK])
+    assert snapshot(room) == before

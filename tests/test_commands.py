@@ -6,7 +6,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
+from realtime import publish
 from rooms.models import Conversation, Message, Room
+from users import services as user_services
 from users.models import ApiKey, User
 
 KEY_FORMAT = re.compile(r"rc_[A-Za-z0-9_-]{32,}")
@@ -132,8 +134,39 @@ def test_demo_run_twice_creates_no_second_room(db):
     (first_key,) = set(printed_keys(first_stdout))
     (second_key,) = set(printed_keys(second_stdout))
     assert first_key != second_key
-    assert me_as(first_key).status_code == 200
     assert me_as(second_key).status_code == 200
+
+
+def test_demo_revokes_the_key_printed_by_the_previous_run(db):
+    (first_key,) = set(printed_keys(run("demo")[0]))
+
+    (second_key,) = set(printed_keys(run("demo")[0]))
+
+    assert me_as(first_key).status_code == 401
+    assert me_as(second_key).status_code == 200
+    demo_keys = ApiKey.objects.filter(user__username="demo").order_by("id")
+    assert [(key.name, key.revoked_at is not None) for key in demo_keys] == [("make run", True), ("make run", False)]
+
+
+def test_demo_revocation_closes_the_previous_keys_sockets(db, monkeypatch, django_capture_on_commit_callbacks):
+    run("demo")
+    previous = ApiKey.objects.get(user__username="demo")
+    sent: list[dict] = []
+    monkeypatch.setattr(publish, "_send_control", sent.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run("demo")
+
+    assert sent == [{"type": publish.CONTROL_MESSAGE_TYPE, "action": "revoke_key", "key_id": previous.pk}]
+
+
+def test_demo_keeps_the_demo_users_other_keys(db):
+    run("demo")
+    _, bot_key = user_services.api_key_create(user=User.objects.get(username="demo"), name="bot")
+
+    run("demo")
+
+    assert me_as(bot_key).status_code == 200
 
 
 def test_demo_does_not_seed_a_database_that_has_users(user):

@@ -228,6 +228,7 @@ async def test_session_cookie_needs_a_same_site_origin(server, people):
             assert (await recv_json(ws))["user_id"] == f"user_{people.staff.pk}", origin
             assert await subscribe(ws, f"room:{people.private.pk}", ref="1") == subscribed(f"room:{people.private.pk}", "*", "1")
     foreign = [{"Origin": "http://evil.example"}, {"Origin": f"http://127.0.0.1.evil.example:{server.port}"},
+               {"Origin": f"https://127.0.0.1:{server.port}"}, {"Origin": "http://localhost:9999"},
                {"Origin": "null"}, {}]
     for extra in foreign:
         async with server.connect(None, headers={"Cookie": cookie, **extra}) as ws:

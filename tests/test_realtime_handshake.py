@@ -20,7 +20,13 @@ from users.models import ApiKey, User
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SITE_ORIGIN = (b"origin", b"http://localhost")
+SITE_ORIGIN = (b"origin", b"http://localhost:8000")
+
+
+@pytest.fixture(autouse=True)
+def _allowed_origins(settings):  # type: ignore[no-untyped-def]
+    """The default list of a server on 127.0.0.1:8000, whatever HOST and PORT the test run has."""
+    settings.RETROCHAT_ALLOWED_ORIGINS = ["http://127.0.0.1:8000", "http://localhost:8000"]
 
 
 def _user_with_key(username: str = "ada") -> tuple[User, str]:
@@ -228,10 +234,38 @@ async def test_session_cookie_from_the_site_origin_connects(ada):
         assert frame["user_id"] == f"user_{user.pk}"
 
 
+@pytest.mark.parametrize("origin", [b"http://localhost:8000", b"http://127.0.0.1:8000"], ids=["localhost", "127.0.0.1"])
+async def test_session_cookie_from_each_allowed_origin_connects(ada, origin):
+    user, _ = ada
+    cookie = await sync(_session_cookie)(user)
+    async with opened([cookie, (b"origin", origin)]) as socket:
+        assert (await socket.open())[0]
+        assert (await socket.receive())["user_id"] == f"user_{user.pk}"
+
+
+async def test_session_cookie_from_a_configured_origin_connects(ada, settings):
+    settings.RETROCHAT_ALLOWED_ORIGINS = ["https://chat.example.com"]
+    user, _ = ada
+    cookie = await sync(_session_cookie)(user)
+    async with opened([cookie, (b"origin", b"https://chat.example.com")]) as socket:
+        assert (await socket.open())[0]
+        assert (await socket.receive())["user_id"] == f"user_{user.pk}"
+
+
 @pytest.mark.parametrize(
     "origin",
-    [b"http://evil.example", b"http://localhost.evil.example", b"null", b""],
-    ids=["foreign", "lookalike", "null", "empty"],
+    [
+        b"http://evil.example",
+        b"http://localhost:8000.evil.example",
+        b"https://localhost:8000",
+        b"https://localhost",
+        b"http://localhost",
+        b"http://localhost:9999",
+        b"http://localhost:8000/",
+        b"null",
+        b"",
+    ],
+    ids=["foreign", "lookalike", "other-scheme", "other-scheme-no-port", "no-port", "other-port", "trailing-slash", "null", "empty"],
 )
 async def test_session_cookie_from_a_foreign_origin_is_forbidden(ada, origin):
     user, _ = ada

@@ -232,9 +232,28 @@ def test_a_garbage_limit_stops_startup(monkeypatch):
         load_settings(monkeypatch, RETROCHAT_MAX_FRAME_BYTES="lots")
 
 
-def test_production_without_secret_key_stops_startup(monkeypatch):
+def test_debug_is_off_unless_set(monkeypatch):
+    loaded = load_settings(monkeypatch, DEBUG=None)
+
+    assert loaded["DEBUG"] is False
+
+
+def test_debug_is_on_when_set(monkeypatch):
+    loaded = load_settings(monkeypatch, DEBUG="1")
+
+    assert loaded["DEBUG"] is True
+
+
+def test_a_deployment_without_secret_key_stops_startup(monkeypatch):
     with pytest.raises(ImproperlyConfigured, match="SECRET_KEY"):
-        load_settings(monkeypatch, DEBUG="0", SECRET_KEY=None)
+        load_settings(monkeypatch, ALLOWED_HOSTS="chat.example.com", SECRET_KEY=None, DEBUG=None)
+
+
+def test_a_local_server_without_secret_key_uses_the_generated_key(monkeypatch):
+    loaded = load_settings(monkeypatch, ALLOWED_HOSTS=None, SECRET_KEY=None, DEBUG=None)
+
+    assert loaded["SECRET_KEY"] == (loaded["BASE_DIR"] / ".secret_key").read_text().strip()
+    assert len(loaded["SECRET_KEY"]) >= 50
 
 
 def test_secret_key_comes_from_the_environment(monkeypatch):
@@ -245,7 +264,7 @@ def test_secret_key_comes_from_the_environment(monkeypatch):
 
 
 def test_allowed_hosts_come_from_the_environment(monkeypatch):
-    loaded = load_settings(monkeypatch, ALLOWED_HOSTS="chat.example.com,api.example.com")
+    loaded = load_settings(monkeypatch, ALLOWED_HOSTS="chat.example.com,api.example.com", SECRET_KEY="s3cret")
 
     assert loaded["ALLOWED_HOSTS"] == ["chat.example.com", "api.example.com"]
 
@@ -287,3 +306,23 @@ def test_the_core_redis_layer_can_be_chosen_with_a_capacity_that_does_not_drop_b
 def test_an_unknown_channel_layer_is_refused(monkeypatch):
     with pytest.raises(ImproperlyConfigured):
         load_settings(monkeypatch, REDIS_URL="redis://cache.internal:6379/2", RETROCHAT_CHANNEL_LAYER="kafka")
+
+
+def test_allowed_origins_default_to_the_local_server(monkeypatch):
+    loaded = load_settings(monkeypatch, CORS_ALLOWED_ORIGINS=None, HOST=None, PORT=None)
+
+    assert loaded["RETROCHAT_ALLOWED_ORIGINS"] == ["http://127.0.0.1:8000", "http://localhost:8000"]
+
+
+def test_allowed_origins_default_follows_host_and_port(monkeypatch):
+    loaded = load_settings(monkeypatch, CORS_ALLOWED_ORIGINS=None, HOST="chat.lan", PORT="9000")
+
+    assert loaded["RETROCHAT_ALLOWED_ORIGINS"] == [
+        "http://127.0.0.1:9000", "http://localhost:9000", "http://chat.lan:9000",
+    ]
+
+
+def test_allowed_origins_come_from_cors_allowed_origins(monkeypatch):
+    loaded = load_settings(monkeypatch, CORS_ALLOWED_ORIGINS="https://Chat.Example.com/, http://localhost:3000")
+
+    assert loaded["RETROCHAT_ALLOWED_ORIGINS"] == ["https://chat.example.com", "http://localhost:3000"]

@@ -2,13 +2,13 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
 
-from users.validators import validate_plain_text
+from users.validators import NAME_VALIDATORS, validate_plain_text
 
 
 class User(AbstractUser):
     """A RetroChat user: a person or a bot, authenticated by API keys or a session."""
 
-    display_name = models.CharField(max_length=100, blank=True, validators=[validate_plain_text])
+    display_name = models.CharField(max_length=100, blank=True, validators=NAME_VALIDATORS)
     avatar_url = models.URLField(max_length=500, blank=True)
     last_seen_at = models.DateTimeField(
         null=True, blank=True, help_text="When the user's last realtime connection closed."

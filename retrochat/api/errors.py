@@ -7,9 +7,12 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.fields import get_error_detail
 from rest_framework.response import Response
@@ -27,6 +30,12 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is larger than the server accepts."
+    default_code = "payload_too_large"
+
+
 # DRF exception class → (stable code, fixed message or None to use the exception's own).
 _CODES: list[tuple[type[exceptions.APIException], str, str | None]] = [
     (exceptions.ValidationError, "VALIDATION_ERROR", "The request is not valid; see details."),
@@ -41,6 +50,7 @@ _CODES: list[tuple[type[exceptions.APIException], str, str | None]] = [
     (exceptions.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", None),
     (exceptions.Throttled, "RATE_LIMITED", "Too many writes; retry after the number of seconds in Retry-After."),
     (Conflict, "CONFLICT", None),
+    (PayloadTooLarge, "PAYLOAD_TOO_LARGE", None),
 ]
 
 
@@ -86,6 +96,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, DjangoValidationError):  # a model's full_clean() in a service
         exc = exceptions.ValidationError(get_error_detail(exc))
+    elif isinstance(exc, RequestDataTooBig):  # over DATA_UPLOAD_MAX_MEMORY_SIZE, read by request.data
+        exc = PayloadTooLarge()
     if isinstance(exc, exceptions.APIException):
         return _api_exception_response(exc)
     if isinstance(exc, OperationalError | InterfaceError):
@@ -105,9 +117,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     )
 
 
+# Exempt: as the /v1/ catch-all it is a view, and CsrfViewMiddleware would otherwise answer a write
+# to an unknown path with its HTML 403 page before this 404. It reads nothing and changes nothing.
+@csrf_exempt
 def json_not_found(request: HttpRequest, exception: Exception | None = None, **kwargs: Any) -> JsonResponse:
     """handler404 and the /v1/ catch-all: the same body as an API 404."""
     return JsonResponse(error_body("NOT_FOUND", "Not found."), status=404)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: JSON under /v1/ (API clients), Django's page elsewhere (admin forms)."""
+    if not request.path.startswith("/v1/"):
+        return django_csrf_failure(request, reason)
+    return JsonResponse(error_body("CSRF_FAILED", f"CSRF verification failed: {reason}"), status=403)
 
 
 def json_server_error(request: HttpRequest, **kwargs: Any) -> JsonResponse:

@@ -7,12 +7,14 @@ import hmac
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET
 
 from retrochat import metrics
 
 
 @require_GET
+@sensitive_variables("token", "given")
 def metrics_view(request: HttpRequest) -> HttpResponse:
     token = settings.RETROCHAT_METRICS_TOKEN
     if token:

@@ -98,4 +98,8 @@ class MessageSerializer(serializers.ModelSerializer):
 
 
 class MessageWriteSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
-    content = StrictCharField(max_length=MAX_MESSAGE_LENGTH, help_text="Plain text, 1–4000 characters after trimming.")
+    content = StrictCharField(
+        max_length=MAX_MESSAGE_LENGTH,
+        help_text="Plain text, 1–4000 characters after trimming, not only invisible characters; "
+        "line breaks and tabs allowed, other control characters and bidi overrides/isolates not.",
+    )

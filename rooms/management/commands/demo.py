@@ -3,7 +3,8 @@
 On an empty database it creates a demo user, a second user, a public room with a welcome message
 and a direct conversation. Every run then creates a fresh API key for the demo user and prints it
 with ready-to-paste commands: a key's secret cannot be shown twice, and a newcomer who restarts the
-server should not have to hunt for one.
+server should not have to hunt for one. The key printed by the previous run is revoked, so that
+restarts do not pile up never-expiring keys; the demo user's other keys are left alone.
 """
 from argparse import ArgumentParser
 from typing import Any
@@ -13,9 +14,10 @@ from django.db import transaction
 
 from rooms import services as rooms
 from users import services as users
-from users.models import User
+from users.models import ApiKey, User
 
 DEMO_USERNAME = "demo"
+DEMO_KEY_NAME = "make run"
 
 
 class Command(BaseCommand):
@@ -34,12 +36,16 @@ class Command(BaseCommand):
             self.stdout.write("The database has users but no active 'demo' user; create a key with:\n"
                               "  .venv/bin/python manage.py createapikey USERNAME")
             return
-        _, secret = users.api_key_create(user=demo, name="make run")
+        # Through the service, so that sockets still open with an old key are closed (4001).
+        for previous in ApiKey.objects.filter(user=demo, name=DEMO_KEY_NAME, revoked_at__isnull=True):
+            users.api_key_revoke(api_key=previous)
+        _, secret = users.api_key_create(user=demo, name=DEMO_KEY_NAME)
         room = demo.rooms.order_by("id").first()
         room_id = room.pk if room else 1
         base = f"http://{host}:{port}"
         self.stdout.write(
-            f"\nRetroChat: API key for user '{DEMO_USERNAME}' (shown once, new on every start):\n\n"
+            f"\nRetroChat: API key for user '{DEMO_USERNAME}' (shown once, new on every start; "
+            f"the previous one is revoked):\n\n"
             f"  {secret}\n\n"
             f"Try it:\n"
             f"  curl -H 'Authorization: Bearer {secret}' {base}/v1/rooms/{room_id}/messages\n"
