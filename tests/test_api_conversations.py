@@ -35,6 +35,7 @@ def message_body(message: Message) -> dict:
         "content": message.content,
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
+        "edited_at": iso(message.edited_at) if message.edited_at else None,
     }
 
 
@@ -227,6 +228,7 @@ def test_a_participant_sends_a_message(api, user, conversation):
         "content": "Hi Bob!",
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
+        "edited_at": None,
     }
 
 

@@ -41,6 +41,7 @@ def message_body(message: Message) -> dict:
         "content": message.content,
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
+        "edited_at": iso(message.edited_at) if message.edited_at else None,
     }
 
 
@@ -95,6 +96,7 @@ def test_a_member_posts_a_message(api, user, room, form):
         "content": "Hello!",
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
+        "edited_at": None,
     }
 
 
@@ -103,6 +105,12 @@ def test_a_room_message_has_no_conversation_id(api, room):
 
     assert response.status_code == 201
     assert "conversation_id" not in response.json()
+
+
+def test_a_new_message_is_not_edited(api, room):
+    body = post(api, room).json()
+
+    assert body["edited_at"] is None
 
 
 def test_message_timestamps_are_utc_with_a_z(api, room):
@@ -471,6 +479,26 @@ def test_the_author_edits_a_message(api, user, room, form):
     assert response.status_code == 200
     assert Message.objects.get(pk=message.pk).content == "fixed"
     assert response.json() == message_body(message)
+
+
+def test_an_edit_sets_edited_at(api, user, room):
+    message = factories.make_message(user, room=room, content="typo")
+
+    body = api.patch(f"/v1/messages/{message.pk}", {"content": "fixed"}, format="json").json()
+
+    stored = Message.objects.get(pk=message.pk)
+    assert stored.edited_at is not None
+    assert body["edited_at"] == iso(stored.edited_at)
+
+
+def test_an_edit_to_the_same_content_leaves_the_message_unedited(api, user, room):
+    message = factories.make_message(user, room=room, content="same")
+
+    response = api.patch(f"/v1/messages/{message.pk}", {"content": " same "}, format="json")
+
+    assert response.status_code == 200
+    assert response.json() == message_body(message)
+    assert response.json()["edited_at"] is None
 
 
 @pytest.mark.parametrize("editor", ["owner", "staff", "member"])

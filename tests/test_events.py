@@ -197,6 +197,7 @@ def _message_data(message: Message) -> dict[str, Any]:
     return {
         "id": f"msg_{message.pk}", **where, "user_id": f"user_{message.author_id}", "content": message.content,
         "created_at": iso(message.created_at), "updated_at": iso(message.updated_at),
+        "edited_at": iso(message.edited_at) if message.edited_at else None,
     }
 
 
@@ -209,7 +210,7 @@ def message_frame(event_type: str, pk: int) -> dict[str, Any]:
 
 def message_deleted_frame(message: Message) -> dict[str, Any]:
     data = _message_data(message)
-    del data["content"], data["created_at"], data["updated_at"]
+    del data["content"], data["created_at"], data["updated_at"], data["edited_at"]
     channel = f"room:{message.room_id}" if message.room_id else f"conversation:{message.conversation_id}"
     return {"type": "message:deleted", "channel": channel, "data": {**data, "deleted_at": ISO_TIMESTAMP}}
 
@@ -336,6 +337,7 @@ async def test_message_updated_is_one_exact_frame_on_its_channel(world, where, v
         await _edit_message(world, message, via)
         expected = await message_frame("message:updated", message.pk)
         assert expected["data"]["content"] == "edited"
+        assert expected["data"]["edited_at"] is not None
         assert await receive_exactly(listener, 1) == [expected]
 
 
@@ -358,8 +360,8 @@ async def test_conversation_message_events_carry_conversation_id_and_no_room_id(
         await listener.assert_silent()
     assert [frame["type"] for frame in frames] == ["message:new", "message:updated", "message:deleted"]
     assert [sorted(frame["data"]) for frame in frames] == [
-        ["content", "conversation_id", "created_at", "id", "updated_at", "user_id"],
-        ["content", "conversation_id", "created_at", "id", "updated_at", "user_id"],
+        ["content", "conversation_id", "created_at", "edited_at", "id", "updated_at", "user_id"],
+        ["content", "conversation_id", "created_at", "edited_at", "id", "updated_at", "user_id"],
         ["conversation_id", "deleted_at", "id", "user_id"],
     ]
     for frame in frames:

@@ -88,7 +88,7 @@ class MessageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Message
-        fields = ["id", "room_id", "conversation_id", "user_id", "content", "created_at", "updated_at"]
+        fields = ["id", "room_id", "conversation_id", "user_id", "content", "created_at", "updated_at", "edited_at"]
         read_only_fields = fields
 
     def to_representation(self, message: Message) -> dict[str, Any]:
