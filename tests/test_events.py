@@ -222,7 +222,7 @@ def newest_message_pk() -> int:
 
 @sync
 def room_data(pk: int) -> dict[str, Any]:
-    """The room as REST returns it (SPEC §2)."""
+    """The room as REST returns it, without the viewer's `is_member`: the data of room:updated."""
     room = Room.objects.get(pk=pk)
     return {
         "id": f"room_{room.pk}", "name": room.name, "topic": room.topic, "is_private": room.is_private,
@@ -230,6 +230,11 @@ def room_data(pk: int) -> dict[str, Any]:
         "created_at": iso(room.created_at), "updated_at": iso(room.updated_at),
         "member_count": room.memberships.count(),
     }
+
+
+def as_member(room: dict[str, Any]) -> dict[str, Any]:
+    """The data of room:created on a member's own feed: the room as REST returns it to that member."""
+    return {**room, "is_member": True}
 
 
 def room_deleted_frame(channel: str, room_pk: int, reason: str) -> dict[str, Any]:
@@ -415,10 +420,11 @@ async def test_room_updated_is_one_exact_frame_on_the_room_channel(world, via):
         assert await receive_exactly(listener, 1) == [expected]
 
 
-async def test_room_updated_data_is_what_rest_answers(world):
+async def test_room_updated_data_is_what_rest_answers_without_the_viewers_is_member(world):
     async with LayerListener(f"room:{world.room.pk}") as listener:
         answer = await UPDATE_ROOM["rest"](world)
-        assert await receive_exactly(listener, 1) == [{"type": "room:updated", "channel": f"room:{world.room.pk}", "data": answer}]
+        shared = {key: value for key, value in answer.items() if key != "is_member"}
+        assert await receive_exactly(listener, 1) == [{"type": "room:updated", "channel": f"room:{world.room.pk}", "data": shared}]
 
 
 async def test_rest_patch_that_changes_nothing_sends_nothing(world):
@@ -500,7 +506,7 @@ async def test_joining_sends_room_created_on_the_feed_and_room_updated_on_the_ro
         assert room["member_count"] == 3
         assert await receive_exactly(listener, 2) == [
             {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room},
-            {"type": "room:created", "channel": f"user:{world.cy.pk}", "data": room},
+            {"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)},
         ]
 
 
@@ -528,7 +534,7 @@ async def test_adding_a_member_in_the_room_admin_inline(world):
         await listener.assert_silent()
     on_feed = [frame for frame in frames if frame["channel"] == f"user:{world.cy.pk}"]
     on_room = [frame for frame in frames if frame["channel"] == f"room:{world.room.pk}"]
-    assert on_feed == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": room}]
+    assert on_feed == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)}]
     assert [frame["type"] for frame in on_room] == ["room:updated", "room:updated"]
     assert on_room[-1] == {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room}
 
@@ -600,9 +606,9 @@ async def test_creating_a_room_over_rest_sends_room_created_on_the_creators_feed
         answer = await rest(world, world.cy, "post", "/v1/rooms", {"name": "lounge", "topic": "sofas"}, expect=201)
         pk = parse_channel(f"room:{answer['id']}").id
         room = await room_data(pk)
-        assert answer == room
+        assert answer == as_member(room)
         assert room["member_count"] == 1
-        assert await receive_exactly(listener, 1) == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": room}]
+        assert await receive_exactly(listener, 1) == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)}]
 
 
 async def test_creating_a_room_with_the_service_sends_room_created_on_the_creators_feed(world):
@@ -610,7 +616,7 @@ async def test_creating_a_room_with_the_service_sends_room_created_on_the_creato
         created = await _orm(lambda: room_services.room_create(creator=world.cy, name="lounge", is_private=True))
         room = await room_data(created.pk)
         assert (room["is_private"], room["member_count"]) == (True, 1)
-        assert await receive_exactly(listener, 1) == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": room}]
+        assert await receive_exactly(listener, 1) == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)}]
 
 
 # --- user:updated --------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Rooms, memberships, conversations and messages over REST (SPEC §2). Views are thin: they parse,
 check access (rooms/access.py) and call a service (rooms/services.py)."""
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
@@ -22,16 +22,25 @@ from rooms.api.serializers import (
 )
 from rooms.models import Conversation, Membership, Message, Room
 from rooms.services import RemovalReason
+from users.models import User
 
 ROOM_ADMINS_ONLY = "Only the room's owner and admins can do this."
 
 
-def _with_member_count(rooms: QuerySet[Room]) -> QuerySet[Room]:
-    return rooms.annotate(member_count=Count("memberships"))
+def _with_counts(rooms: QuerySet[Room], viewer: User) -> QuerySet[Room]:
+    """What RoomSerializer needs, in the same query: the member count and whether `viewer` is a member."""
+    return rooms.annotate(
+        member_count=Count("memberships"),
+        viewer_is_member=Exists(Membership.objects.filter(room=OuterRef("pk"), user=viewer)),
+    )
+
+
+def _room_body(request: Request, room: Room) -> dict:
+    return RoomSerializer(room, context={"viewer": request.user}).data
 
 
 def get_visible_room(request: Request, room_id: int) -> Room:
-    room = generics.get_object_or_404(_with_member_count(Room.objects.all()), pk=room_id)
+    room = generics.get_object_or_404(_with_counts(Room.objects.all(), request.user), pk=room_id)
     if not access.can_view_room(request.user, room):
         raise Http404
     return room
@@ -59,17 +68,17 @@ class RoomListCreateView(generics.GenericAPIView):
     serializer_class = RoomSerializer
 
     def get_queryset(self) -> QuerySet[Room]:
-        return _with_member_count(access.visible_rooms(self.request.user))
+        return _with_counts(access.visible_rooms(self.request.user), self.request.user)
 
     @extend_schema(responses=RoomSerializer(many=True), summary="Rooms visible to you: every public room and the private rooms you belong to")
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(RoomSerializer(page, many=True).data)
+        return self.get_paginated_response(RoomSerializer(page, many=True, context={"viewer": request.user}).data)
 
     @extend_schema(request=RoomCreateSerializer, responses={201: RoomSerializer}, summary="Create a room; you become its owner")
     def post(self, request: Request) -> Response:
         room = services.room_create(creator=request.user, **_validated(RoomCreateSerializer, request))
-        return Response(RoomSerializer(room).data, status=status.HTTP_201_CREATED)
+        return Response(_room_body(request, room), status=status.HTTP_201_CREATED)
 
 
 class RoomDetailView(generics.GenericAPIView):
@@ -77,7 +86,7 @@ class RoomDetailView(generics.GenericAPIView):
 
     @extend_schema(summary="A room you can see")
     def get(self, request: Request, room_id: int) -> Response:
-        return Response(RoomSerializer(get_visible_room(request, room_id)).data)
+        return Response(_room_body(request, get_visible_room(request, room_id)))
 
     @extend_schema(request=RoomUpdateSerializer, summary="Change a room (owner, admins, staff)")
     def patch(self, request: Request, room_id: int) -> Response:
@@ -85,7 +94,7 @@ class RoomDetailView(generics.GenericAPIView):
         if not access.can_manage_room(request.user, room):
             raise PermissionDenied(ROOM_ADMINS_ONLY)
         services.room_update(room=room, **_validated(RoomUpdateSerializer, request))
-        return Response(RoomSerializer(get_visible_room(request, room_id)).data)
+        return Response(_room_body(request, get_visible_room(request, room_id)))
 
     @extend_schema(responses={204: None}, summary="Delete a room and its messages (owner, admins, staff)")
     def delete(self, request: Request, room_id: int) -> Response:
