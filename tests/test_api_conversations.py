@@ -349,3 +349,12 @@ def test_the_author_deletes_a_direct_message(api, user, conversation):
 
     assert response.status_code == 204
     assert not Message.objects.filter(pk=message.pk).exists()
+
+
+def test_after_catches_up_on_a_conversation_oldest_first(api, user, other_user, conversation):
+    seen, *later = [factories.make_message(author, conversation=conversation) for author in (user, other_user, user)]
+
+    response = api.get(f"/v1/conversations/{conversation.pk}/messages", {"after": f"msg_{seen.pk}"})
+
+    assert response.status_code == 200
+    assert response.json() == {"results": [message_body(m) for m in later], "next": None, "previous": None}

@@ -1,4 +1,4 @@
-"""Cursor pagination, newest first, for every list (SPEC §2).
+"""Cursor pagination for every list: newest first, or oldest first for a catch-up (`?after=`).
 
 Ordering by the primary key, which only grows, makes pages stable while new rows arrive: a cursor
 names a position, so nothing is shown twice and nothing is skipped.
@@ -45,3 +45,9 @@ class NewestFirstCursorPagination(CursorPagination):
         if cursor is not None and cursor.position is not None and not _POSITION_RE.fullmatch(cursor.position):
             raise invalid
         return cursor
+
+
+class OldestFirstCursorPagination(NewestFirstCursorPagination):
+    """Message catch-up (`?after=<message id>`): ascending, so `next` continues towards the newest."""
+
+    ordering = "id"

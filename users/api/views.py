@@ -4,6 +4,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from retrochat.api.query import StrictQueryParamsMixin
 from users import services
 from users.api.serializers import (
     ApiKeyCreatedSerializer,
@@ -36,7 +37,7 @@ class UserDetailView(generics.RetrieveAPIView):
     lookup_url_kwarg = "user_id"
 
 
-class ApiKeyListCreateView(generics.GenericAPIView):
+class ApiKeyListCreateView(StrictQueryParamsMixin, generics.GenericAPIView):
     serializer_class = ApiKeySerializer
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
