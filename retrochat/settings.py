@@ -192,7 +192,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"write": RETROCHAT_WRITE_THROTTLE},
     "DEFAULT_PAGINATION_CLASS": "retrochat.api.pagination.NewestFirstCursorPagination",
     "EXCEPTION_HANDLER": "retrochat.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "retrochat.api.schema.RetroChatAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

@@ -133,7 +133,7 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     edited_at = models.DateTimeField(
-        null=True, blank=True, editable=False, help_text="When the content last changed; empty until its first edit."
+        null=True, blank=True, editable=False, help_text="When the content was last edited; null until its first edit."
     )
 
     class Meta:

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core.cache import cache
-from rest_framework.test import APIClient
 
 from tests import factories
+from tests.openapi import SchemaCheckedClient
 from users import services
 from users.models import ApiKey
 
@@ -38,8 +38,8 @@ def profile(user, **changes) -> dict:  # type: ignore[no-untyped-def]
     }
 
 
-def bearer(key: str) -> APIClient:
-    client = APIClient()
+def bearer(key: str) -> SchemaCheckedClient:
+    client = SchemaCheckedClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
 

@@ -4,9 +4,9 @@ import re
 
 import pytest
 from django.core.management import CommandError, call_command
-from rest_framework.test import APIClient
 
 from rooms.models import Conversation, Message, Room
+from tests.openapi import SchemaCheckedClient
 from users.models import ApiKey, User
 
 KEY_FORMAT = re.compile(r"rc_[A-Za-z0-9_-]{32,}")
@@ -21,7 +21,7 @@ def run(*args: str) -> tuple[str, str]:
 
 
 def me_as(key: str):  # type: ignore[no-untyped-def]
-    client = APIClient()
+    client = SchemaCheckedClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client.get("/v1/users/me")
 

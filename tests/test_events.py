@@ -22,6 +22,7 @@ from realtime.channel_names import parse_channel
 from rooms import services as room_services
 from rooms.models import Conversation, Membership, Message, Room
 from tests import factories
+from tests.openapi import check_response
 from tests.layer import LayerListener
 from users.models import User
 
@@ -115,6 +116,7 @@ async def rest(w: World, user: User, method: str, path: str, body: dict | None =
         kwargs.update(data=body, content_type="application/json")
     response = await getattr(client, method)(path, **kwargs)
     assert response.status_code == expect, response.content
+    check_response(method.upper(), path, response)
     return response.json() if response.content else None
 
 

@@ -99,7 +99,7 @@ class ConversationCreateSerializer(RejectUnknownFieldsMixin, serializers.Seriali
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    """A message; it carries `room_id` or `conversation_id`, never both (SPEC §3.3)."""
+    """A message. It carries `room_id` (in a room) or `conversation_id` (in a direct conversation), never both."""
 
     id = PrefixedIdField(ids.MESSAGE, source="pk")
     room_id = PrefixedIdField(ids.ROOM, required=False)

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='message',
             name='edited_at',
-            field=models.DateTimeField(blank=True, editable=False, help_text='When the content last changed; empty until its first edit.', null=True),
+            field=models.DateTimeField(blank=True, editable=False, help_text='When the content was last edited; null until its first edit.', null=True),
         ),
     ]

@@ -19,6 +19,8 @@ class UserSerializer(serializers.ModelSerializer):
     """The public profile with presence: `{"id", "username", "display_name", "avatar_url", "status", "last_seen_at"}`."""
 
     id = PrefixedIdField(ids.USER, source="pk")
+    # Not the model's URLField: its schema says `format: uri`, and "" (no avatar) is no URI.
+    avatar_url = serializers.CharField(read_only=True, help_text="An http(s) URL, or an empty string when none is set.")
     status = serializers.SerializerMethodField()
 
     class Meta:
