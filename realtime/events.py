@@ -63,9 +63,10 @@ def message_deleted(message: Any, *, deleted_at: datetime) -> Event:
 
 
 def _room_data(room: Any) -> dict[str, Any]:
-    from rooms.api.serializers import RoomSerializer
+    """The room as REST returns it, without the viewer's `is_member`: an event has no single viewer."""
+    from rooms.api.serializers import RoomSharedSerializer
 
-    data = dict(RoomSerializer(room).data)
+    data = dict(RoomSharedSerializer(room).data)
     if getattr(room, "member_count", None) is not None:
         # The serializer trusts a `member_count` annotated when the room was loaded (REST views and
         # the admin load it so), but the membership change this event announces came after: count
@@ -84,8 +85,8 @@ def room_deleted(room_id: int, *, reason: str) -> Event:
 
 
 def room_joined(room: Any, *, user_id: int) -> Event:
-    """`room:created` on a user's own feed: the room appeared in their list."""
-    return Event("room:created", channel_names.user(user_id), _room_data(room))
+    """`room:created` on a user's own feed: the room appeared in their list because they became a member."""
+    return Event("room:created", channel_names.user(user_id), {**_room_data(room), "is_member": True})
 
 
 def room_left(room_id: int, *, user_id: int, reason: str) -> Event:

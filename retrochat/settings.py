@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -80,6 +81,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "retrochat.access_log.AccessLogMiddleware",
+    # Before anything that can answer (CommonMiddleware, authentication): a preflight OPTIONS is
+    # answered here, without credentials, and every answer gets its Access-Control-* headers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -108,6 +112,18 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Cross-origin REST calls ----------------------------------------------------------------
+# Pages on these origins (`https://app.example.com`, comma-separated) may call the REST API with
+# a bearer key. The realtime endpoint checks WebSocket `Origin` headers against the same list.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/v1/.*$"
+CORS_ALLOW_HEADERS = ["authorization", "content-type"]
+CORS_ALLOW_METHODS = ["DELETE", "GET", "OPTIONS", "PATCH", "POST"]  # the API has no PUT
+# A browser hides response headers from scripts unless listed: a client backing off after a 429 needs this one.
+CORS_EXPOSE_HEADERS = ["Retry-After"]
+# Credentials are API keys in the Authorization header; cookies (session auth) stay same-site.
+CORS_ALLOW_CREDENTIALS = False
 
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
@@ -199,7 +215,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"write": RETROCHAT_WRITE_THROTTLE},
     "DEFAULT_PAGINATION_CLASS": "retrochat.api.pagination.NewestFirstCursorPagination",
     "EXCEPTION_HANDLER": "retrochat.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "retrochat.api.schema.RetroChatAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

@@ -16,6 +16,7 @@ handler404 = "retrochat.api.errors.json_not_found"
 handler500 = "retrochat.api.errors.json_server_error"
 
 api_v1 = [
+    path("users", users.UserListView.as_view(), name="users"),
     path("users/me", users.MeView.as_view(), name="me"),
     path("users/<user_id:user_id>", users.UserDetailView.as_view(), name="user-detail"),
     path("api-keys", users.ApiKeyListCreateView.as_view(), name="api-keys"),

@@ -69,8 +69,9 @@ class ConversationAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "author", "where", "short_content", "created_at", "updated_at"]
+    list_display = ["id", "author", "where", "short_content", "created_at", "edited_at"]
     list_filter = ["created_at", "room"]
+    readonly_fields = ["created_at", "updated_at", "edited_at"]
     search_fields = ["content", "author__username", "room__name"]
     autocomplete_fields = ["author", "room", "conversation"]
     list_select_related = ["author", "room", "conversation__user_low", "conversation__user_high"]

@@ -6,6 +6,6 @@ class RoomsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from rooms import signals
+        from rooms import schema, signals  # noqa: F401 (schema registers itself with drf-spectacular)
 
         signals.connect()

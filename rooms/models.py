@@ -1,7 +1,10 @@
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from users.validators import MULTILINE_VALIDATORS, NAME_VALIDATORS, validate_visible
 
@@ -129,6 +132,9 @@ class Message(models.Model):
     content = models.TextField(max_length=MAX_MESSAGE_LENGTH, validators=[*MULTILINE_VALIDATORS, validate_visible])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    edited_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the content was last edited; null until its first edit."
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -149,6 +155,32 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.author}: {self.content[:40]}"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_content = instance.__dict__.get("content")
+        return instance
+
+    def content_edited(self, update_fields: Any = None) -> bool:
+        """Whether this save changes the content of an existing message."""
+        if self._state.adding or "content" not in self.__dict__:  # new, or content deferred (not saved)
+            return False
+        if update_fields is not None and "content" not in update_fields:
+            return False
+        # An instance not loaded from the database has no snapshot: its save overwrites the content.
+        return getattr(self, "_loaded_content", None) != self.content
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        # Here rather than in the service, so that edits through the admin and plain ORM code also
+        # mark the message edited: `edited_at` is part of the REST body and of message:updated.
+        update_fields = kwargs.get("update_fields")
+        if self.content_edited(update_fields):
+            self.edited_at = timezone.now()
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "edited_at"}
+        super().save(*args, **kwargs)
+        self._loaded_content = self.content
 
     def clean(self) -> None:
         self.content = self.content.strip()

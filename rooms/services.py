@@ -96,9 +96,11 @@ def message_create(
 
 @transaction.atomic
 def message_update(*, message: Message, content: str) -> Message:
+    """Change the content; the same content (after trimming) changes nothing and sends no event."""
     message.content = content
     message.full_clean()
-    message.save(update_fields=["content", "updated_at"])
+    if message.content_edited():  # Message.save sets edited_at
+        message.save(update_fields=["content", "updated_at"])
     return message
 
 

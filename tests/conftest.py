@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from rest_framework.test import APIClient
-
 from tests import factories
 from tests.live import LiveServer
+from tests.openapi import SchemaCheckedClient
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -72,10 +71,11 @@ def third_user(db):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def client_for():  # type: ignore[no-untyped-def]
-    """`client_for(user)`: an APIClient authenticated with a fresh API key of that user."""
+    """`client_for(user)`: an APIClient authenticated with a fresh API key of that user. Like `anon`,
+    it checks every response against the OpenAPI document (tests/openapi.py)."""
 
     def make(user):  # type: ignore[no-untyped-def]
-        client = APIClient()
+        client = SchemaCheckedClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {factories.make_key(user)}")
         return client
 
@@ -89,7 +89,7 @@ def api(client_for, user):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def anon():  # type: ignore[no-untyped-def]
-    return APIClient()
+    return SchemaCheckedClient()
 
 
 def uses_redis() -> bool:

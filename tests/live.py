@@ -185,6 +185,12 @@ TEXT = _AnyText()
 TIMESTAMP = _Timestamp()
 
 
+def room_updated_data(room: dict[str, Any]) -> dict[str, Any]:
+    """The data of room:updated: the room as REST answered it, without the requester's `is_member`
+    (one frame goes to every subscriber, members or not)."""
+    return {key: value for key, value in room.items() if key != "is_member"}
+
+
 def error_frame(code: str, ref: str | int | None = None) -> dict[str, Any]:
     """The exact shape of an error frame (the message text is any non-empty string)."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": TEXT}

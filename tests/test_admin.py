@@ -4,10 +4,10 @@ from dataclasses import dataclass
 
 import pytest
 from django.test import Client
-from rest_framework.test import APIClient
 
 from rooms.models import Membership
 from tests import factories
+from tests.openapi import SchemaCheckedClient
 from users.models import ApiKey, User
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +59,7 @@ def world(user: User, other_user: User) -> World:
 
 
 def bearer_status(key: str) -> int:
-    client = APIClient()
+    client = SchemaCheckedClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client.get("/v1/users/me").status_code
 

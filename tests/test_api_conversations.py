@@ -35,6 +35,7 @@ def message_body(message: Message) -> dict:
         "content": message.content,
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
+        "edited_at": iso(message.edited_at) if message.edited_at else None,
     }
 
 
@@ -227,6 +228,7 @@ def test_a_participant_sends_a_message(api, user, conversation):
         "content": "Hi Bob!",
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
+        "edited_at": None,
     }
 
 
@@ -347,3 +349,12 @@ def test_the_author_deletes_a_direct_message(api, user, conversation):
 
     assert response.status_code == 204
     assert not Message.objects.filter(pk=message.pk).exists()
+
+
+def test_after_catches_up_on_a_conversation_oldest_first(api, user, other_user, conversation):
+    seen, *later = [factories.make_message(author, conversation=conversation) for author in (user, other_user, user)]
+
+    response = api.get(f"/v1/conversations/{conversation.pk}/messages", {"after": f"msg_{seen.pk}"})
+
+    assert response.status_code == 200
+    assert response.json() == {"results": [message_body(m) for m in later], "next": None, "previous": None}

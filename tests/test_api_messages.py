@@ -41,6 +41,7 @@ def message_body(message: Message) -> dict:
         "content": message.content,
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
+        "edited_at": iso(message.edited_at) if message.edited_at else None,
     }
 
 
@@ -95,6 +96,7 @@ def test_a_member_posts_a_message(api, user, room, form):
         "content": "Hello!",
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
+        "edited_at": None,
     }
 
 
@@ -103,6 +105,12 @@ def test_a_room_message_has_no_conversation_id(api, room):
 
     assert response.status_code == 201
     assert "conversation_id" not in response.json()
+
+
+def test_a_new_message_is_not_edited(api, room):
+    body = post(api, room).json()
+
+    assert body["edited_at"] is None
 
 
 def test_message_timestamps_are_utc_with_a_z(api, room):
@@ -453,6 +461,79 @@ def test_following_previous_links_goes_back_to_the_newest(api, user, room):
     assert response.json()["results"] == [message_body(messages[3]), message_body(messages[2])]
 
 
+# --- catch-up: ?after=<message id> --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ID_FORMS)
+def test_after_answers_the_later_messages_oldest_first(api, user, room, form):
+    seen, *later = [factories.make_message(user, room=room, content=str(n)) for n in range(3)]
+
+    response = api.get(f"/v1/rooms/{room.pk}/messages", {"after": in_form(form, "msg", seen.pk)})
+
+    assert response.status_code == 200
+    assert response.json() == page(*later)
+
+
+def test_after_pages_continue_towards_the_newest(api, user, room):
+    seen, *later = [factories.make_message(user, room=room, content=str(n)) for n in range(6)]
+
+    first = api.get(f"/v1/rooms/{room.pk}/messages", {"after": f"msg_{seen.pk}", "limit": 2}).json()
+    second = api.get(first["next"]).json()
+    third = api.get(second["next"]).json()
+
+    assert [page["results"] for page in (first, second, third)] == [
+        [message_body(m) for m in later[0:2]],
+        [message_body(m) for m in later[2:4]],
+        [message_body(later[4])],
+    ]
+    assert third["next"] is None
+
+
+def test_after_the_newest_message_is_an_empty_page(api, user, room):
+    newest = factories.make_message(user, room=room)
+
+    response = api.get(f"/v1/rooms/{room.pk}/messages", {"after": newest.pk})
+
+    assert response.status_code == 200
+    assert response.json() == page()
+
+
+def test_after_a_message_deleted_since_still_catches_up(api, user, room):
+    seen = factories.make_message(user, room=room, content="seen")
+    seen_id = f"msg_{seen.pk}"
+    later = factories.make_message(user, room=room, content="later")
+    services.message_delete(message=seen)
+
+    response = api.get(f"/v1/rooms/{room.pk}/messages", {"after": seen_id})
+
+    assert response.json() == page(later)
+
+
+def test_after_answers_only_the_rooms_own_messages(api, user, other_user, room):
+    seen = factories.make_message(user, room=room)
+    factories.make_message(other_user, room=factories.make_room(other_user, "elsewhere"))
+    later = factories.make_message(user, room=room)
+
+    response = api.get(f"/v1/rooms/{room.pk}/messages", {"after": seen.pk})
+
+    assert response.json() == page(later)
+
+
+@pytest.mark.parametrize("after", ["abc", "room_5", "0", "", "msg_", "-3", "msg_07", "9" * 20])
+def test_a_malformed_after_is_rejected(api, room, after):
+    response = api.get(f"/v1/rooms/{room.pk}/messages", {"after": after})
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(after=["Not a valid message id; expected 'msg_42' or a positive integer."])
+
+
+def test_an_unknown_query_parameter_on_history_is_rejected(api, room):
+    response = api.get(f"/v1/rooms/{room.pk}/messages", {"since": "msg_1"})
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(since=["Unknown query parameter."])
+
+
 def test_the_default_page_holds_50_messages(api, user, room):
     messages = [factories.make_message(user, room=room, content=str(n)) for n in range(51)]
 
@@ -544,6 +625,26 @@ def test_the_author_edits_a_message(api, user, room, form):
     assert response.status_code == 200
     assert Message.objects.get(pk=message.pk).content == "fixed"
     assert response.json() == message_body(message)
+
+
+def test_an_edit_sets_edited_at(api, user, room):
+    message = factories.make_message(user, room=room, content="typo")
+
+    body = api.patch(f"/v1/messages/{message.pk}", {"content": "fixed"}, format="json").json()
+
+    stored = Message.objects.get(pk=message.pk)
+    assert stored.edited_at is not None
+    assert body["edited_at"] == iso(stored.edited_at)
+
+
+def test_an_edit_to_the_same_content_leaves_the_message_unedited(api, user, room):
+    message = factories.make_message(user, room=room, content="same")
+
+    response = api.patch(f"/v1/messages/{message.pk}", {"content": " same "}, format="json")
+
+    assert response.status_code == 200
+    assert response.json() == message_body(message)
+    assert response.json()["edited_at"] is None
 
 
 @pytest.mark.parametrize("editor", ["owner", "staff", "member"])

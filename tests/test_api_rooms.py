@@ -6,6 +6,7 @@ import pytest
 from rooms import services
 from rooms.models import Membership, Room
 from tests import factories
+from users.models import User
 
 pytestmark = pytest.mark.django_db
 
@@ -24,8 +25,8 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def room_body(room: Room) -> dict:
-    """The room as stored now, in the shape REST answers."""
+def room_body(room: Room, viewer: User) -> dict:
+    """The room as stored now, in the shape REST answers to `viewer`."""
     room = Room.objects.get(pk=room.pk)
     return {
         "id": f"room_{room.pk}",
@@ -36,6 +37,7 @@ def room_body(room: Room) -> dict:
         "created_at": iso(room.created_at),
         "updated_at": iso(room.updated_at),
         "member_count": room.memberships.count(),
+        "is_member": room.memberships.filter(user=viewer).exists(),
     }
 
 
@@ -110,7 +112,7 @@ def test_room_list_shows_public_rooms_and_my_private_rooms_newest_first(api, use
 
     assert response.status_code == 200
     assert response.json() == {
-        "results": [room_body(mine), room_body(invited), room_body(public)],
+        "results": [room_body(mine, user), room_body(invited, user), room_body(public, user)],
         "next": None,
         "previous": None,
     }
@@ -123,7 +125,7 @@ def test_room_list_shows_every_room_to_staff(client_for, staff, other_user):
     response = client_for(staff).get("/v1/rooms")
 
     assert response.status_code == 200
-    assert response.json() == {"results": [room_body(hidden), room_body(public)], "next": None, "previous": None}
+    assert response.json() == {"results": [room_body(hidden, staff), room_body(public, staff)], "next": None, "previous": None}
 
 
 def test_room_list_counts_members(api, user, other_user, third_user):
@@ -132,7 +134,34 @@ def test_room_list_counts_members(api, user, other_user, third_user):
     response = api.get("/v1/rooms")
 
     assert response.status_code == 200
-    assert response.json()["results"] == [{**room_body(room), "member_count": 3}]
+    assert response.json()["results"] == [{**room_body(room, user), "member_count": 3}]
+
+
+def test_is_member_tells_whether_i_belong_to_each_room(api, user, other_user):
+    joined = factories.make_room(other_user, "joined", members=(user,))
+    not_joined = factories.make_room(other_user, "not joined")
+
+    response = api.get("/v1/rooms")
+
+    assert [(room["id"], room["is_member"]) for room in response.json()["results"]] == [
+        (f"room_{not_joined.pk}", False),
+        (f"room_{joined.pk}", True),
+    ]
+
+
+def test_staff_see_is_member_false_for_a_private_room_they_do_not_belong_to(client_for, staff, other_user):
+    room = factories.make_room(other_user, is_private=True)
+
+    response = client_for(staff).get(f"/v1/rooms/{room.pk}")
+
+    assert response.json()["is_member"] is False
+
+
+def test_joining_a_room_makes_is_member_true(api, other_user):
+    room = factories.make_room(other_user)
+    api.post(f"/v1/rooms/{room.pk}/members", {}, format="json")
+
+    assert api.get(f"/v1/rooms/{room.pk}").json()["is_member"] is True
 
 
 # --- POST /v1/rooms --------------------------------------------------------------------------
@@ -152,6 +181,7 @@ def test_creating_a_room_answers_201_with_the_room(api, user):
         "created_at": iso(room.created_at),
         "updated_at": iso(room.updated_at),
         "member_count": 1,
+        "is_member": True,
     }
     assert response.json()["created_at"].endswith("Z")
     assert response.json()["updated_at"].endswith("Z")
@@ -171,7 +201,7 @@ def test_creating_a_private_room(api, user):
     assert response.status_code == 201
     room = Room.objects.get()
     assert room.is_private is True
-    assert response.json() == room_body(room)
+    assert response.json() == room_body(room, user)
 
 
 def test_a_new_private_room_is_invisible_to_others(api, client_for, other_user):
@@ -219,13 +249,13 @@ def test_creating_a_room_with_an_unknown_field_is_rejected(api):
 
 
 @pytest.mark.parametrize("form", ID_FORMS)
-def test_reading_a_public_room_by_either_id_form(api, other_user, form):
+def test_reading_a_public_room_by_either_id_form(api, user, other_user, form):
     room = factories.make_room(other_user)
 
     response = api.get(f"/v1/rooms/{form(room.pk)}")
 
     assert response.status_code == 200
-    assert response.json() == room_body(room)
+    assert response.json() == room_body(room, user)
 
 
 @pytest.mark.parametrize("form", ID_FORMS)
@@ -235,7 +265,7 @@ def test_reading_a_private_room_i_belong_to(api, user, other_user, form):
     response = api.get(f"/v1/rooms/{form(room.pk)}")
 
     assert response.status_code == 200
-    assert response.json() == room_body(room)
+    assert response.json() == room_body(room, user)
 
 
 @pytest.mark.parametrize("form", ID_FORMS)
@@ -254,7 +284,7 @@ def test_staff_can_read_any_private_room(client_for, staff, other_user):
     response = client_for(staff).get(f"/v1/rooms/{room.pk}")
 
     assert response.status_code == 200
-    assert response.json() == room_body(room)
+    assert response.json() == room_body(room, staff)
 
 
 def test_reading_a_room_that_does_not_exist_answers_404(api, db):
@@ -287,7 +317,7 @@ def test_owner_admin_and_staff_can_change_a_room(client_for, manager, form):
     assert response.status_code == 200
     room.refresh_from_db()
     assert (room.name, room.topic) == ("renamed", "new topic")
-    assert response.json() == room_body(room)
+    assert response.json() == room_body(room, actor)
 
 
 def test_changing_only_the_topic_keeps_the_name(api, user):

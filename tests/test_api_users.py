@@ -1,11 +1,12 @@
 """REST: users, API keys and the behaviour every endpoint shares (SPEC §2)."""
 import re
+from datetime import UTC, datetime
 
 import pytest
 from django.core.cache import cache
-from rest_framework.test import APIClient
 
 from tests import factories
+from tests.openapi import SchemaCheckedClient
 from users import services
 from users.models import ApiKey
 
@@ -37,8 +38,8 @@ def profile(user, **changes) -> dict:  # type: ignore[no-untyped-def]
     }
 
 
-def bearer(key: str) -> APIClient:
-    client = APIClient()
+def bearer(key: str) -> SchemaCheckedClient:
+    client = SchemaCheckedClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
 
@@ -409,7 +410,7 @@ def test_wrong_method_is_method_not_allowed(api, user, method, path):
     assert response.json() == {"code": "METHOD_NOT_ALLOWED", "message": f'Method "{method.upper()}" not allowed.'}
 
 
-@pytest.mark.parametrize("path", ["/v1/nothing-here", "/v1/users/me/", "/v1/users", "/v1/", "/v1"])
+@pytest.mark.parametrize("path", ["/v1/nothing-here", "/v1/users/me/", "/v1/users/", "/v1/", "/v1"])
 def test_unknown_v1_path_is_json_not_found(api, user, path):
     response = api.get(path)
 
@@ -490,3 +491,110 @@ def test_throttle_off_allows_many_writes(api, user, settings):
 
     for index in range(10):
         assert api.patch(ME, {"display_name": f"name {index}"}, format="json").status_code == 200
+
+
+# --- GET /v1/users?ids=… | ?search=… ---------------------------------------------------------------
+
+
+USERS = "/v1/users"
+EITHER = {"non_field_errors": ["Give either ids or search (exactly one)."]}
+
+
+def test_users_by_ids_in_the_order_given_in_either_form(api, user, other_user, third_user):
+    response = api.get(USERS, {"ids": f"user_{third_user.pk},{user.pk}"})
+
+    assert response.status_code == 200
+    assert response.json() == {"results": [profile(third_user), profile(user)], "next": None, "previous": None}
+
+
+def test_users_by_ids_leave_out_unknown_ids_and_repeats(api, user, other_user):
+    response = api.get(USERS, {"ids": f"user_{other_user.pk}, user_987654,user_{other_user.pk}"})
+
+    assert response.json() == {"results": [profile(other_user)], "next": None, "previous": None}
+
+
+def test_users_by_ids_carry_presence(api, user, other_user):
+    other_user.last_seen_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    other_user.save(update_fields=["last_seen_at"])
+
+    response = api.get(USERS, {"ids": f"user_{other_user.pk}"})
+
+    assert response.json()["results"] == [profile(other_user, last_seen_at="2026-01-02T03:04:05Z")]
+
+
+def test_a_hundred_ids_are_accepted(api, user):
+    response = api.get(USERS, {"ids": ",".join(str(pk) for pk in range(1, 101))})
+
+    assert response.status_code == 200
+
+
+def test_more_than_a_hundred_ids_are_rejected(api, user):
+    response = api.get(USERS, {"ids": ",".join(str(pk) for pk in range(1, 102))})
+
+    assert response.status_code == 400
+    assert response.json() == validation_error({"ids": ["At most 100 ids."]})
+
+
+@pytest.mark.parametrize("ids", ["user_x", "1,,2", "room_1", "0", "1;2"])
+def test_malformed_ids_are_rejected(api, user, ids):
+    response = api.get(USERS, {"ids": ids})
+
+    assert response.status_code == 400
+    assert list(response.json()["details"]) == ["ids"]
+    assert response.json()["details"]["ids"][0].startswith("Not valid user ids: ")
+
+
+def test_ids_are_one_page_so_limit_is_rejected(api, user):
+    response = api.get(USERS, {"ids": f"user_{user.pk}", "limit": "10"})
+
+    assert response.status_code == 400
+    assert response.json() == validation_error({"limit": ["Not used with ids: the answer holds every user asked for."]})
+
+
+def test_search_matches_username_or_display_name_ignoring_case_newest_first(api, user, other_user, third_user):
+    grace = services.user_create(username="grace", display_name="Grace Hopper")
+    hopper = factories.make_user("hopper_fan")
+
+    response = api.get(USERS, {"search": "HOPPER"})
+
+    assert response.status_code == 200
+    assert response.json() == {"results": [profile(hopper), profile(grace)], "next": None, "previous": None}
+
+
+def test_search_is_paginated(api, user):
+    bots = [factories.make_user(f"bot{n}") for n in range(3)]
+
+    first = api.get(USERS, {"search": "bot", "limit": 2}).json()
+    second = api.get(first["next"]).json()
+
+    assert [u["id"] for u in first["results"] + second["results"]] == [f"user_{b.pk}" for b in reversed(bots)]
+    assert second["next"] is None
+
+
+@pytest.mark.parametrize("query", [{}, {"ids": "1", "search": "ada"}], ids=["neither", "both"])
+def test_exactly_one_of_ids_and_search_is_required(api, user, query):
+    response = api.get(USERS, query)
+
+    assert response.status_code == 400
+    assert response.json() == validation_error(EITHER)
+
+
+def test_a_blank_search_is_rejected(api, user):
+    response = api.get(USERS, {"search": "  "})
+
+    assert response.status_code == 400
+    assert response.json() == validation_error({"search": ["This field may not be blank."]})
+
+
+def test_the_user_list_rejects_unknown_query_parameters(api, user):
+    response = api.get(USERS, {"search": "ada", "sort": "name"})
+
+    assert response.status_code == 400
+    assert response.json() == validation_error({"sort": ["Unknown query parameter."]})
+
+
+def test_the_user_list_requires_authentication(anon, db):
+    response = anon.get(USERS, {"search": "ada"})
+
+    assert response.status_code == 401
+    assert response.json() == UNAUTHORIZED

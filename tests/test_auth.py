@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from tests import factories
+from tests.openapi import SchemaCheckedClient
 from users import services
 from retrochat.logs import RedactingFormatter
 from users.models import ApiKey
@@ -26,14 +26,14 @@ UNKNOWN_KEY = "rc_" + "A" * 43
 pytestmark = pytest.mark.django_db
 
 
-def bearer(key: str) -> APIClient:
-    client = APIClient()
+def bearer(key: str) -> SchemaCheckedClient:
+    client = SchemaCheckedClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
 
 
-def with_header(value: str) -> APIClient:
-    client = APIClient()
+def with_header(value: str) -> SchemaCheckedClient:
+    client = SchemaCheckedClient()
     client.credentials(HTTP_AUTHORIZATION=value)
     return client
 
@@ -44,7 +44,7 @@ def assert_unauthorized(response) -> None:  # type: ignore[no-untyped-def]
     assert response["WWW-Authenticate"] == WWW_AUTHENTICATE
 
 
-def unauthorized_content(client: APIClient) -> bytes:
+def unauthorized_content(client: SchemaCheckedClient) -> bytes:
     response = client.get(ME)
     assert_unauthorized(response)
     return response.content
@@ -120,7 +120,7 @@ def test_every_rejection_has_a_byte_identical_body(user, other_user):
     other_user.is_active = False
     other_user.save(update_fields=["is_active"])
     clients = {
-        "missing": APIClient(),
+        "missing": SchemaCheckedClient(),
         "malformed": bearer("not-a-key"),
         "bearer without key": with_header("Bearer"),
         "unknown": bearer(UNKNOWN_KEY),
@@ -290,7 +290,7 @@ def test_the_console_log_handler_redacts_keys():
 
 
 def test_session_authenticates_a_read(user):
-    client = APIClient()
+    client = SchemaCheckedClient()
     client.force_login(user)
 
     response = client.get(ME)
@@ -300,7 +300,7 @@ def test_session_authenticates_a_read(user):
 
 
 def test_session_of_a_deactivated_user_is_unauthorized(user):
-    client = APIClient()
+    client = SchemaCheckedClient()
     client.force_login(user)
     user.is_active = False
     user.save(update_fields=["is_active"])
@@ -312,7 +312,7 @@ def test_session_of_a_deactivated_user_is_unauthorized(user):
 
 
 def test_session_write_without_csrf_token_is_forbidden(user):
-    client = APIClient(enforce_csrf_checks=True)
+    client = SchemaCheckedClient(enforce_csrf_checks=True)
     client.force_login(user)
 
     response = client.patch(ME, {"display_name": "Forged"}, format="json")
@@ -324,7 +324,7 @@ def test_session_write_without_csrf_token_is_forbidden(user):
 
 
 def test_session_write_with_csrf_token_succeeds(user):
-    client = APIClient(enforce_csrf_checks=True)
+    client = SchemaCheckedClient(enforce_csrf_checks=True)
     client.force_login(user)
     token = "a" * 32
     client.cookies["csrftoken"] = token
@@ -336,7 +336,7 @@ def test_session_write_with_csrf_token_succeeds(user):
 
 
 def test_api_key_write_needs_no_csrf_token(user):
-    client = APIClient(enforce_csrf_checks=True)
+    client = SchemaCheckedClient(enforce_csrf_checks=True)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {factories.make_key(user)}")
 
     response = client.patch(ME, {"display_name": "Ada L."}, format="json")

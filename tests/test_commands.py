@@ -4,11 +4,11 @@ import re
 
 import pytest
 from django.core.management import CommandError, call_command
-from rest_framework.test import APIClient
 
 from realtime import publish
 from rooms.models import Conversation, Message, Room
 from users import services as user_services
+from tests.openapi import SchemaCheckedClient
 from users.models import ApiKey, User
 
 KEY_FORMAT = re.compile(r"rc_[A-Za-z0-9_-]{32,}")
@@ -23,7 +23,7 @@ def run(*args: str) -> tuple[str, str]:
 
 
 def me_as(key: str):  # type: ignore[no-untyped-def]
-    client = APIClient()
+    client = SchemaCheckedClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client.get("/v1/users/me")
 

@@ -22,6 +22,7 @@ from realtime.channel_names import parse_channel
 from rooms import services as room_services
 from rooms.models import Conversation, Membership, Message, Room
 from tests import factories
+from tests.openapi import check_response
 from tests.layer import LayerListener
 from users.models import User
 
@@ -115,6 +116,7 @@ async def rest(w: World, user: User, method: str, path: str, body: dict | None =
         kwargs.update(data=body, content_type="application/json")
     response = await getattr(client, method)(path, **kwargs)
     assert response.status_code == expect, response.content
+    check_response(method.upper(), path, response)
     return response.json() if response.content else None
 
 
@@ -197,6 +199,7 @@ def _message_data(message: Message) -> dict[str, Any]:
     return {
         "id": f"msg_{message.pk}", **where, "user_id": f"user_{message.author_id}", "content": message.content,
         "created_at": iso(message.created_at), "updated_at": iso(message.updated_at),
+        "edited_at": iso(message.edited_at) if message.edited_at else None,
     }
 
 
@@ -209,7 +212,7 @@ def message_frame(event_type: str, pk: int) -> dict[str, Any]:
 
 def message_deleted_frame(message: Message) -> dict[str, Any]:
     data = _message_data(message)
-    del data["content"], data["created_at"], data["updated_at"]
+    del data["content"], data["created_at"], data["updated_at"], data["edited_at"]
     channel = f"room:{message.room_id}" if message.room_id else f"conversation:{message.conversation_id}"
     return {"type": "message:deleted", "channel": channel, "data": {**data, "deleted_at": ISO_TIMESTAMP}}
 
@@ -221,7 +224,7 @@ def newest_message_pk() -> int:
 
 @sync
 def room_data(pk: int) -> dict[str, Any]:
-    """The room as REST returns it (SPEC §2)."""
+    """The room as REST returns it, without the viewer's `is_member`: the data of room:updated."""
     room = Room.objects.get(pk=pk)
     return {
         "id": f"room_{room.pk}", "name": room.name, "topic": room.topic, "is_private": room.is_private,
@@ -229,6 +232,11 @@ def room_data(pk: int) -> dict[str, Any]:
         "created_at": iso(room.created_at), "updated_at": iso(room.updated_at),
         "member_count": room.memberships.count(),
     }
+
+
+def as_member(room: dict[str, Any]) -> dict[str, Any]:
+    """The data of room:created on a member's own feed: the room as REST returns it to that member."""
+    return {**room, "is_member": True}
 
 
 def room_deleted_frame(channel: str, room_pk: int, reason: str) -> dict[str, Any]:
@@ -336,6 +344,7 @@ async def test_message_updated_is_one_exact_frame_on_its_channel(world, where, v
         await _edit_message(world, message, via)
         expected = await message_frame("message:updated", message.pk)
         assert expected["data"]["content"] == "edited"
+        assert expected["data"]["edited_at"] is not None
         assert await receive_exactly(listener, 1) == [expected]
 
 
@@ -358,8 +367,8 @@ async def test_conversation_message_events_carry_conversation_id_and_no_room_id(
         await listener.assert_silent()
     assert [frame["type"] for frame in frames] == ["message:new", "message:updated", "message:deleted"]
     assert [sorted(frame["data"]) for frame in frames] == [
-        ["content", "conversation_id", "created_at", "id", "updated_at", "user_id"],
-        ["content", "conversation_id", "created_at", "id", "updated_at", "user_id"],
+        ["content", "conversation_id", "created_at", "edited_at", "id", "updated_at", "user_id"],
+        ["content", "conversation_id", "created_at", "edited_at", "id", "updated_at", "user_id"],
         ["conversation_id", "deleted_at", "id", "user_id"],
     ]
     for frame in frames:
@@ -413,10 +422,11 @@ async def test_room_updated_is_one_exact_frame_on_the_room_channel(world, via):
         assert await receive_exactly(listener, 1) == [expected]
 
 
-async def test_room_updated_data_is_what_rest_answers(world):
+async def test_room_updated_data_is_what_rest_answers_without_the_viewers_is_member(world):
     async with LayerListener(f"room:{world.room.pk}") as listener:
         answer = await UPDATE_ROOM["rest"](world)
-        assert await receive_exactly(listener, 1) == [{"type": "room:updated", "channel": f"room:{world.room.pk}", "data": answer}]
+        shared = {key: value for key, value in answer.items() if key != "is_member"}
+        assert await receive_exactly(listener, 1) == [{"type": "room:updated", "channel": f"room:{world.room.pk}", "data": shared}]
 
 
 async def test_rest_patch_that_changes_nothing_sends_nothing(world):
@@ -498,7 +508,7 @@ async def test_joining_sends_room_created_on_the_feed_and_room_updated_on_the_ro
         assert room["member_count"] == 3
         assert await receive_exactly(listener, 2) == [
             {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room},
-            {"type": "room:created", "channel": f"user:{world.cy.pk}", "data": room},
+            {"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)},
         ]
 
 
@@ -526,7 +536,7 @@ async def test_adding_a_member_in_the_room_admin_inline(world):
         await listener.assert_silent()
     on_feed = [frame for frame in frames if frame["channel"] == f"user:{world.cy.pk}"]
     on_room = [frame for frame in frames if frame["channel"] == f"room:{world.room.pk}"]
-    assert on_feed == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": room}]
+    assert on_feed == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)}]
     assert [frame["type"] for frame in on_room] == ["room:updated", "room:updated"]
     assert on_room[-1] == {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room}
 
@@ -598,9 +608,9 @@ async def test_creating_a_room_over_rest_sends_room_created_on_the_creators_feed
         answer = await rest(world, world.cy, "post", "/v1/rooms", {"name": "lounge", "topic": "sofas"}, expect=201)
         pk = parse_channel(f"room:{answer['id']}").id
         room = await room_data(pk)
-        assert answer == room
+        assert answer == as_member(room)
         assert room["member_count"] == 1
-        assert await receive_exactly(listener, 1) == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": room}]
+        assert await receive_exactly(listener, 1) == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)}]
 
 
 async def test_creating_a_room_with_the_service_sends_room_created_on_the_creators_feed(world):
@@ -608,7 +618,7 @@ async def test_creating_a_room_with_the_service_sends_room_created_on_the_creato
         created = await _orm(lambda: room_services.room_create(creator=world.cy, name="lounge", is_private=True))
         room = await room_data(created.pk)
         assert (room["is_private"], room["member_count"]) == (True, 1)
-        assert await receive_exactly(listener, 1) == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": room}]
+        assert await receive_exactly(listener, 1) == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)}]
 
 
 # --- user:updated --------------------------------------------------------------------------------

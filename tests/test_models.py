@@ -199,3 +199,60 @@ def test_message_create_trims_the_content(user):
     message = services.message_create(author=user, room=room, content="  hello \n")
 
     assert Message.objects.get(pk=message.pk).content == "hello"
+
+
+# --- Message.edited_at ----------------------------------------------------------------------
+
+
+def test_a_new_message_is_not_edited(user):
+    message = factories.make_message(user, room=factories.make_room(user))
+
+    assert Message.objects.get(pk=message.pk).edited_at is None
+
+
+def test_saving_changed_content_through_the_orm_marks_the_message_edited(user):
+    message = Message.objects.get(pk=factories.make_message(user, room=factories.make_room(user)).pk)
+    message.content = "changed"
+
+    message.save()
+
+    stored = Message.objects.get(pk=message.pk)
+    assert stored.edited_at is not None
+    assert stored.edited_at > stored.created_at
+
+
+def test_saving_the_same_content_does_not_mark_the_message_edited(user):
+    message = Message.objects.get(pk=factories.make_message(user, room=factories.make_room(user)).pk)
+
+    message.save()
+
+    assert Message.objects.get(pk=message.pk).edited_at is None
+
+
+def test_saving_other_fields_only_does_not_mark_the_message_edited(user):
+    message = Message.objects.get(pk=factories.make_message(user, room=factories.make_room(user)).pk)
+    message.content = "not saved"
+
+    message.save(update_fields=["updated_at"])
+
+    assert Message.objects.get(pk=message.pk).edited_at is None
+
+
+def test_message_update_with_the_same_trimmed_content_changes_nothing(user):
+    message = factories.make_message(user, room=factories.make_room(user), content="same")
+    before = Message.objects.get(pk=message.pk)
+
+    services.message_update(message=message, content="  same ")
+
+    after = Message.objects.get(pk=message.pk)
+    assert (after.edited_at, after.updated_at) == (None, before.updated_at)
+
+
+def test_a_second_edit_moves_edited_at_forward(user):
+    message = factories.make_message(user, room=factories.make_room(user), content="v1")
+    services.message_update(message=message, content="v2")
+    first = Message.objects.get(pk=message.pk).edited_at
+
+    services.message_update(message=message, content="v3")
+
+    assert Message.objects.get(pk=message.pk).edited_at > first

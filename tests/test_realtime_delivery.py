@@ -79,6 +79,7 @@ def message_frame(message: Message, event_type: str = "message:new") -> dict:
             "content": message.content,
             "created_at": iso(message.created_at),
             "updated_at": iso(message.updated_at),
+            "edited_at": iso(message.edited_at) if message.edited_at else None,
         },
     }
 

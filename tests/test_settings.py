@@ -269,6 +269,18 @@ def test_allowed_hosts_come_from_the_environment(monkeypatch):
     assert loaded["ALLOWED_HOSTS"] == ["chat.example.com", "api.example.com"]
 
 
+def test_cors_allowed_origins_come_from_the_environment(monkeypatch):
+    loaded = load_settings(monkeypatch, CORS_ALLOWED_ORIGINS="https://app.example.com, http://localhost:5173")
+
+    assert loaded["CORS_ALLOWED_ORIGINS"] == ["https://app.example.com", "http://localhost:5173"]
+
+
+def test_no_origin_may_call_the_api_cross_site_by_default(monkeypatch):
+    loaded = load_settings(monkeypatch, CORS_ALLOWED_ORIGINS=None)
+
+    assert loaded["CORS_ALLOWED_ORIGINS"] == []
+
+
 def test_log_format_json_writes_one_object_per_line_without_keys(monkeypatch):
     import json
     import logging

@@ -6,16 +6,13 @@ JSON type with a 400 instead, so a client bug shows up at once rather than as od
 from typing import Any
 
 from django.db.models import Model, QuerySet
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from retrochat import ids
 
 
-@extend_schema_field({"type": "string", "example": "room_7"})
 class PrefixedIdField(serializers.Field):
-    """Read-only: a primary key rendered as `room_7`."""
+    """Read-only: a primary key rendered as `room_7`. Its OpenAPI schema: retrochat/api/schema.py."""
 
     def __init__(self, prefix: str, **kwargs: Any) -> None:
         self.prefix = prefix
@@ -27,7 +24,6 @@ class PrefixedIdField(serializers.Field):
         return None if pk is None else ids.format_id(self.prefix, pk)
 
 
-@extend_schema_field(OpenApiTypes.STR)
 class PrefixedRelatedField(serializers.RelatedField):
     """A reference to another object by public id (`user_12` or 12) in request bodies."""
 

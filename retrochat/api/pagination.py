@@ -1,4 +1,4 @@
-"""Cursor pagination, newest first, for every list (SPEC §2).
+"""Cursor pagination for every list: newest first, or oldest first for a catch-up (`?after=`).
 
 Ordering by the primary key, which only grows, makes pages stable while new rows arrive: a cursor
 names a position, so nothing is shown twice and nothing is skipped.
@@ -6,6 +6,7 @@ names a position, so nothing is shown twice and nothing is skipped.
 import binascii
 import re
 from base64 import b64decode
+from typing import Any
 
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
@@ -22,6 +23,23 @@ class NewestFirstCursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = MAX_LIMIT
+
+    cursor_query_description = "Where a page starts: use the `next` or `previous` link as given."
+    page_size_query_description = f"Results per page, 1 to {MAX_LIMIT} (default 50)."
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        document = super().get_paginated_response_schema(schema)
+        document["required"] = ["results", "next", "previous"]  # always present; null at either end
+        for link in ("next", "previous"):
+            document["properties"][link]["example"] = f"https://chat.example.com/v1/rooms?{self.cursor_query_param}=cD0xMg%3D%3D"
+        return document
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update({"minimum": 1, "maximum": MAX_LIMIT, "default": self.page_size})
+        return parameters
 
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
@@ -45,3 +63,9 @@ class NewestFirstCursorPagination(CursorPagination):
         if cursor is not None and cursor.position is not None and not _POSITION_RE.fullmatch(cursor.position):
             raise invalid
         return cursor
+
+
+class OldestFirstCursorPagination(NewestFirstCursorPagination):
+    """Message catch-up (`?after=<message id>`): ascending, so `next` continues towards the newest."""
+
+    ordering = "id"

@@ -3,6 +3,7 @@ from typing import Any
 from rest_framework import serializers
 
 from retrochat import ids
+from rooms import access
 from retrochat.api.fields import (
     PrefixedIdField,
     PrefixedRelatedField,
@@ -15,7 +16,9 @@ from users.api.serializers import UserSerializer
 from users.models import User
 
 
-class RoomSerializer(serializers.ModelSerializer):
+class RoomSharedSerializer(serializers.ModelSerializer):
+    """The room as every viewer sees it: the data of `room:updated`, one frame for all subscribers."""
+
     id = PrefixedIdField(ids.ROOM, source="pk")
     created_by = PrefixedIdField(ids.USER, source="created_by_id", allow_null=True)
     member_count = serializers.SerializerMethodField()
@@ -28,6 +31,23 @@ class RoomSerializer(serializers.ModelSerializer):
     def get_member_count(self, room: Room) -> int:
         annotated = getattr(room, "member_count", None)
         return annotated if annotated is not None else room.memberships.count()
+
+
+class RoomSerializer(RoomSharedSerializer):
+    """The room as REST answers it, with `is_member` for the requesting user (context `viewer`)."""
+
+    is_member = serializers.SerializerMethodField(help_text="Whether you are a member of the room.")
+
+    class Meta(RoomSharedSerializer.Meta):
+        fields = [*RoomSharedSerializer.Meta.fields, "is_member"]
+        read_only_fields = fields
+
+    def get_is_member(self, room: Room) -> bool:
+        # REST views annotate it per request (rooms/api/views.py); otherwise ask the database.
+        annotated = getattr(room, "viewer_is_member", None)
+        if annotated is not None:
+            return annotated
+        return access.membership_of(self.context["viewer"], room) is not None
 
 
 class RoomCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
@@ -79,7 +99,7 @@ class ConversationCreateSerializer(RejectUnknownFieldsMixin, serializers.Seriali
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    """A message; it carries `room_id` or `conversation_id`, never both (SPEC §3.3)."""
+    """A message. It carries `room_id` (in a room) or `conversation_id` (in a direct conversation), never both."""
 
     id = PrefixedIdField(ids.MESSAGE, source="pk")
     room_id = PrefixedIdField(ids.ROOM, required=False)
@@ -88,7 +108,7 @@ class MessageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Message
-        fields = ["id", "room_id", "conversation_id", "user_id", "content", "created_at", "updated_at"]
+        fields = ["id", "room_id", "conversation_id", "user_id", "content", "created_at", "updated_at", "edited_at"]
         read_only_fields = fields
 
     def to_representation(self, message: Message) -> dict[str, Any]:

@@ -1,13 +1,18 @@
 """Rooms, memberships, conversations and messages over REST (SPEC §2). Views are thin: they parse,
 check access (rooms/access.py) and call a service (rooms/services.py)."""
-from django.db.models import Count, QuerySet
+from typing import Any
+
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from retrochat import ids
+from retrochat.api.pagination import NewestFirstCursorPagination, OldestFirstCursorPagination
+from retrochat.api.query import StrictQueryParamsMixin
 from rooms import access, services
 from rooms.api.serializers import (
     ConversationCreateSerializer,
@@ -22,16 +27,25 @@ from rooms.api.serializers import (
 )
 from rooms.models import Conversation, Membership, Message, Room
 from rooms.services import RemovalReason
+from users.models import User
 
 ROOM_ADMINS_ONLY = "Only the room's owner and admins can do this."
 
 
-def _with_member_count(rooms: QuerySet[Room]) -> QuerySet[Room]:
-    return rooms.annotate(member_count=Count("memberships"))
+def _with_counts(rooms: QuerySet[Room], viewer: User) -> QuerySet[Room]:
+    """What RoomSerializer needs, in the same query: the member count and whether `viewer` is a member."""
+    return rooms.annotate(
+        member_count=Count("memberships"),
+        viewer_is_member=Exists(Membership.objects.filter(room=OuterRef("pk"), user=viewer)),
+    )
+
+
+def _room_body(request: Request, room: Room) -> dict:
+    return RoomSerializer(room, context={"viewer": request.user}).data
 
 
 def get_visible_room(request: Request, room_id: int) -> Room:
-    room = generics.get_object_or_404(_with_member_count(Room.objects.all()), pk=room_id)
+    room = generics.get_object_or_404(_with_counts(Room.objects.all(), request.user), pk=room_id)
     if not access.can_view_room(request.user, room):
         raise Http404
     return room
@@ -44,32 +58,27 @@ def get_own_conversation(request: Request, conv_id: int) -> Conversation:
     return conversation
 
 
-def _paginated_messages(view: generics.GenericAPIView, messages: QuerySet[Message]) -> Response:
-    page = view.paginate_queryset(messages)
-    return view.get_paginated_response(MessageSerializer(page, many=True).data)
-
-
 def _validated(serializer_class: type[serializers.Serializer], request: Request) -> dict:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
 
-class RoomListCreateView(generics.GenericAPIView):
+class RoomListCreateView(StrictQueryParamsMixin, generics.GenericAPIView):
     serializer_class = RoomSerializer
 
     def get_queryset(self) -> QuerySet[Room]:
-        return _with_member_count(access.visible_rooms(self.request.user))
+        return _with_counts(access.visible_rooms(self.request.user), self.request.user)
 
     @extend_schema(responses=RoomSerializer(many=True), summary="Rooms visible to you: every public room and the private rooms you belong to")
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(RoomSerializer(page, many=True).data)
+        return self.get_paginated_response(RoomSerializer(page, many=True, context={"viewer": request.user}).data)
 
     @extend_schema(request=RoomCreateSerializer, responses={201: RoomSerializer}, summary="Create a room; you become its owner")
     def post(self, request: Request) -> Response:
         room = services.room_create(creator=request.user, **_validated(RoomCreateSerializer, request))
-        return Response(RoomSerializer(room).data, status=status.HTTP_201_CREATED)
+        return Response(_room_body(request, room), status=status.HTTP_201_CREATED)
 
 
 class RoomDetailView(generics.GenericAPIView):
@@ -77,7 +86,7 @@ class RoomDetailView(generics.GenericAPIView):
 
     @extend_schema(summary="A room you can see")
     def get(self, request: Request, room_id: int) -> Response:
-        return Response(RoomSerializer(get_visible_room(request, room_id)).data)
+        return Response(_room_body(request, get_visible_room(request, room_id)))
 
     @extend_schema(request=RoomUpdateSerializer, summary="Change a room (owner, admins, staff)")
     def patch(self, request: Request, room_id: int) -> Response:
@@ -85,7 +94,7 @@ class RoomDetailView(generics.GenericAPIView):
         if not access.can_manage_room(request.user, room):
             raise PermissionDenied(ROOM_ADMINS_ONLY)
         services.room_update(room=room, **_validated(RoomUpdateSerializer, request))
-        return Response(RoomSerializer(get_visible_room(request, room_id)).data)
+        return Response(_room_body(request, get_visible_room(request, room_id)))
 
     @extend_schema(responses={204: None}, summary="Delete a room and its messages (owner, admins, staff)")
     def delete(self, request: Request, room_id: int) -> Response:
@@ -96,7 +105,7 @@ class RoomDetailView(generics.GenericAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class RoomMembersView(generics.GenericAPIView):
+class RoomMembersView(StrictQueryParamsMixin, generics.GenericAPIView):
     serializer_class = MembershipSerializer
 
     @extend_schema(responses=MembershipSerializer(many=True), summary="Members of a room you can see")
@@ -148,12 +157,54 @@ class RoomMemberDetailView(generics.GenericAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class RoomMessagesView(generics.GenericAPIView):
-    serializer_class = MessageSerializer
+def _message_id(raw: str) -> int:
+    pk = ids.parse_id(ids.MESSAGE, raw)
+    if pk is None:
+        example = ids.format_id(ids.MESSAGE, 42)
+        raise serializers.ValidationError({"after": [f"Not a valid message id; expected '{example}' or a positive integer."]})
+    return pk
 
-    @extend_schema(responses=MessageSerializer(many=True), summary="Message history, newest first (cursor-paginated)")
+
+AFTER = OpenApiParameter(
+    "after",
+    str,
+    description="Catch-up: only the messages after this one (`msg_42` or `42`), oldest first; "
+    "`next` continues towards the newest. The message itself need not exist any more.",
+)
+HISTORY_SUMMARY = "Message history: newest first, or with `after` the messages after one, oldest first (cursor-paginated)"
+
+
+class MessageHistoryView(StrictQueryParamsMixin, generics.GenericAPIView):
+    """GET of a room's or a conversation's messages, newest first; `?after=` turns it into a catch-up."""
+
+    serializer_class = MessageSerializer
+    query_params = ("after",)
+    after: int | None = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # Like an unknown parameter, a malformed `after` is a 400 before the room or conversation is looked up.
+        if request.method == "GET" and "after" in request.query_params:
+            self.after = _message_id(request.query_params["after"])
+
+    @property
+    def paginator(self) -> NewestFirstCursorPagination:
+        if not hasattr(self, "_paginator"):
+            catching_up = "after" in self.request.query_params
+            self._paginator = OldestFirstCursorPagination() if catching_up else NewestFirstCursorPagination()
+        return self._paginator
+
+    def history(self, messages: QuerySet[Message]) -> Response:
+        if self.after is not None:
+            messages = messages.filter(pk__gt=self.after)
+        page = self.paginate_queryset(messages)
+        return self.get_paginated_response(MessageSerializer(page, many=True).data)
+
+
+class RoomMessagesView(MessageHistoryView):
+    @extend_schema(parameters=[AFTER], responses=MessageSerializer(many=True), summary=HISTORY_SUMMARY)
     def get(self, request: Request, room_id: int) -> Response:
-        return _paginated_messages(self, get_visible_room(request, room_id).messages.all())
+        return self.history(get_visible_room(request, room_id).messages.all())
 
     @extend_schema(request=MessageWriteSerializer, responses={201: MessageSerializer}, summary="Post a message (members)")
     def post(self, request: Request, room_id: int) -> Response:
@@ -164,7 +215,7 @@ class RoomMessagesView(generics.GenericAPIView):
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
-class ConversationListCreateView(generics.GenericAPIView):
+class ConversationListCreateView(StrictQueryParamsMixin, generics.GenericAPIView):
     serializer_class = ConversationSerializer
 
     @extend_schema(responses=ConversationSerializer(many=True), summary="Your direct conversations")
@@ -195,12 +246,10 @@ class ConversationDetailView(generics.GenericAPIView):
         return Response(ConversationSerializer(get_own_conversation(request, conv_id)).data)
 
 
-class ConversationMessagesView(generics.GenericAPIView):
-    serializer_class = MessageSerializer
-
-    @extend_schema(responses=MessageSerializer(many=True), summary="Message history, newest first (cursor-paginated)")
+class ConversationMessagesView(MessageHistoryView):
+    @extend_schema(parameters=[AFTER], responses=MessageSerializer(many=True), summary=HISTORY_SUMMARY)
     def get(self, request: Request, conv_id: int) -> Response:
-        return _paginated_messages(self, get_own_conversation(request, conv_id).messages.all())
+        return self.history(get_own_conversation(request, conv_id).messages.all())
 
     @extend_schema(request=MessageWriteSerializer, responses={201: MessageSerializer}, summary="Send a direct message")
     def post(self, request: Request, conv_id: int) -> Response:

@@ -1,14 +1,17 @@
+from django.db.models import Q, QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from retrochat.api.query import StrictQueryParamsMixin
 from users import services
 from users.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
+    UserLookupQuerySerializer,
     UserSerializer,
     UserUpdateSerializer,
 )
@@ -28,6 +31,40 @@ class MeView(APIView):
         return Response(UserSerializer(user).data)
 
 
+def users_by_ids(pks: list[int]) -> list[User]:
+    """The users with these ids, in that order; unknown ids are left out."""
+    found = User.objects.in_bulk(pks)
+    return [found[pk] for pk in pks if pk in found]
+
+
+def users_matching(text: str) -> QuerySet[User]:
+    return User.objects.filter(Q(username__icontains=text) | Q(display_name__icontains=text))
+
+
+class UserListView(StrictQueryParamsMixin, generics.GenericAPIView):
+    """Public profiles by id (a client resolving the authors of a page of messages) or by search."""
+
+    serializer_class = UserSerializer
+    query_params = ("ids", "search")
+
+    @extend_schema(
+        parameters=[UserLookupQuerySerializer],
+        responses=UserSerializer(many=True),
+        summary="Users by ids (one page, in the order given) or by search (paginated); exactly one of the two",
+    )
+    def get(self, request: Request) -> Response:
+        query = UserLookupQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        if "search" in query.validated_data:
+            page = self.paginate_queryset(users_matching(query.validated_data["search"]))
+            return self.get_paginated_response(UserSerializer(page, many=True).data)
+        paging = sorted({self.paginator.cursor_query_param, self.paginator.page_size_query_param} & set(request.query_params))
+        if paging:
+            raise serializers.ValidationError({name: ["Not used with ids: the answer holds every user asked for."] for name in paging})
+        users = users_by_ids(query.validated_data["ids"])
+        return Response({"results": UserSerializer(users, many=True).data, "next": None, "previous": None})
+
+
 class UserDetailView(generics.RetrieveAPIView):
     """Any user's public profile with presence."""
 
@@ -36,7 +73,7 @@ class UserDetailView(generics.RetrieveAPIView):
     lookup_url_kwarg = "user_id"
 
 
-class ApiKeyListCreateView(generics.GenericAPIView):
+class ApiKeyListCreateView(StrictQueryParamsMixin, generics.GenericAPIView):
     serializer_class = ApiKeySerializer
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
