@@ -9,6 +9,7 @@ from realtime import publish
 from rooms.models import Conversation, Message, Room
 from users import services as user_services
 from tests.openapi import SchemaCheckedClient
+from tests.support import capture_published
 from users.models import ApiKey, User
 
 KEY_FORMAT = re.compile(r"rc_[A-Za-z0-9_-]{32,}")
@@ -151,13 +152,14 @@ def test_demo_revokes_the_key_printed_by_the_previous_run(db):
 def test_demo_revocation_closes_the_previous_keys_sockets(db, monkeypatch, django_capture_on_commit_callbacks):
     run("demo")
     previous = ApiKey.objects.get(user__username="demo")
-    sent: list[dict] = []
-    monkeypatch.setattr(publish, "_send_control", sent.append)
+    sent = capture_published(monkeypatch)
 
     with django_capture_on_commit_callbacks(execute=True):
         run("demo")
 
-    assert sent == [{"type": publish.CONTROL_MESSAGE_TYPE, "action": "revoke_key", "key_id": previous.pk}]
+    assert [(group, message["control"]) for group, message in sent] == [
+        (publish.CONTROL_GROUP, {"action": "revoke_key", "key_id": previous.pk})
+    ]
 
 
 def test_demo_keeps_the_demo_users_other_keys(db):

@@ -69,7 +69,7 @@ def test_every_authenticated_operation_documents_401_with_the_error_body(documen
 
 
 def test_writes_document_throttling(document):
-    assert sorted(document["paths"]["/v1/rooms"]["post"]["responses"]) == ["201", "400", "401", "403", "415", "429", "503"]
+    assert sorted(document["paths"]["/v1/rooms"]["post"]["responses"]) == ["201", "400", "401", "403", "413", "415", "429", "503"]
 
 
 def test_a_response_as_documented_passes(db):

@@ -3,7 +3,7 @@
 - Prefixed ids are documented with their own prefix (`user_7`, `msg_7`, …) and pattern.
 - Every operation lists the errors it can answer, each with the one error body, from what the view
   is: authenticated (401), a write (403 for permission or CSRF, 429 throttled), with a JSON body
-  (400, 415), with path parameters (404), a list taking query parameters (400), and 503 when the
+  (400, 413, 415), with path parameters (404), a list taking query parameters (400), and 503 when the
   database is down. tests/openapi.py checks every response of the REST tests against the document.
 """
 from typing import Any
@@ -67,6 +67,7 @@ _ERRORS: dict[int, str] = {
     401: "`UNAUTHORIZED`: missing, malformed, unknown, expired or revoked key, or a deactivated user.",
     403: "`FORBIDDEN`: you may see this but not do this (or, with session auth, the CSRF token is missing).",
     404: "`NOT_FOUND`: it does not exist, or you may not see it.",
+    413: "`PAYLOAD_TOO_LARGE`: the body is over the server's upload limit.",
     415: "`UNSUPPORTED_MEDIA_TYPE`: the body must be JSON (`Content-Type: application/json`).",
     429: "`RATE_LIMITED`: too many writes; retry after `Retry-After` seconds.",
     503: "`SERVICE_UNAVAILABLE`: a dependency (the database) does not answer; retry after `Retry-After` seconds.",
@@ -88,7 +89,7 @@ class RetroChatAutoSchema(AutoSchema):
         if "{" in self.path:
             statuses.add(404)
         if method in _WITH_BODY:
-            statuses.add(415)
+            statuses.update((413, 415))
         if method in _WRITES and view.get_throttles():
             statuses.add(429)
         return sorted(statuses)
