@@ -1,0 +1,174 @@
+"""A connection's outgoing queue (realtime/outbox.py): nothing waits for a slow peer, and a slow peer
+is closed with 4008 instead of growing server memory. The peer here is a `send` that blocks until
+the test lets it write, and a transport whose buffer the test sets: the live tests
+(test_live_slow_consumers.py) drive the same code with real sockets under both servers."""
+import asyncio
+from typing import Any
+
+import pytest
+
+from realtime.outbox import Outbox
+
+
+class Peer:
+    """A client at the far end: `reading` decides whether writes go through."""
+
+    def __init__(self) -> None:
+        self.written: list[dict[str, Any]] = []
+        self.reading = asyncio.Event()
+        self.reading.set()
+        self.buffered = 0
+        self.is_closing = False
+        self.aborted = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.reading.wait()
+        self.written.append(message)
+
+    def buffered_bytes(self) -> int:
+        return self.buffered
+
+    def closing(self) -> bool:
+        return self.is_closing
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def make_outbox(peer: Peer, *, max_bytes: int = 100, max_seconds: float = 30.0, grace: float = 0.05) -> tuple[Outbox, list[str]]:
+    slow: list[str] = []
+    outbox: Outbox
+
+    def on_slow() -> None:
+        slow.append("slow")
+        outbox.close(4008, "SLOW")
+
+    outbox = Outbox(peer.send, transport=peer, max_bytes=max_bytes, max_seconds=max_seconds, close_grace=grace, on_slow=on_slow)
+    return outbox, slow
+
+
+async def settle(condition: Any, timeout: float = 2.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+def texts(peer: Peer) -> list[Any]:
+    return [m.get("text", m.get("code")) for m in peer.written]
+
+
+async def test_frames_are_written_in_order():
+    peer = Peer()
+    outbox, _ = make_outbox(peer)
+    for text in ("a", "b", "c"):
+        outbox.push(text)
+    await settle(lambda: len(peer.written) == 3)
+    assert texts(peer) == ["a", "b", "c"] and outbox.pending_bytes == 0
+
+
+async def test_push_never_waits_for_a_peer_that_does_not_read():
+    peer = Peer()
+    peer.reading.clear()
+    outbox, slow = make_outbox(peer)
+    outbox.push("x" * 40)
+    outbox.push("y" * 40)  # returns at once although nothing can be written
+    assert outbox.pending_bytes == 80 and slow == []
+
+
+async def test_over_the_byte_limit_the_queue_is_dropped_for_the_error_and_close():
+    peer = Peer()
+    peer.reading.clear()
+    outbox, slow = make_outbox(peer, max_bytes=100)
+    outbox.push("z" * 40)
+    await asyncio.sleep(0)  # the writer starts, and waits on the peer with the first frame
+    outbox.push("z" * 40)
+    outbox.push("z" * 40)
+    assert slow == ["slow"]
+    peer.reading.set()
+    await settle(lambda: peer.written and peer.written[-1]["type"] == "websocket.close")
+    # The frame being written when the limit was crossed goes out; the rest is replaced.
+    assert texts(peer) == ["z" * 40, "SLOW", 4008]
+
+
+async def test_a_frame_older_than_the_limit_makes_a_slow_consumer():
+    peer = Peer()
+    peer.reading.clear()
+    outbox, slow = make_outbox(peer, max_seconds=0.01)
+    outbox.push("old")
+    await asyncio.sleep(0.02)
+    outbox.check_age(asyncio.get_running_loop().time() + 1)  # monotonic time, well past the limit
+    assert slow == ["slow"]
+
+
+async def test_a_close_that_cannot_be_written_aborts_the_transport():
+    peer = Peer()
+    peer.reading.clear()
+    outbox, _ = make_outbox(peer, grace=0.01)
+    outbox.close(4001, "bye")
+    await settle(lambda: peer.aborted)
+
+
+async def test_a_close_that_was_written_and_flushed_aborts_nothing():
+    peer = Peer()
+    outbox, _ = make_outbox(peer, grace=0.01)
+    outbox.close(4001, "bye")
+    await asyncio.sleep(0.05)
+    assert texts(peer) == ["bye", 4001] and not peer.aborted
+
+
+async def test_nothing_is_accepted_after_the_close():
+    peer = Peer()
+    outbox, _ = make_outbox(peer)
+    outbox.close(1000)
+    outbox.push("late")
+    await settle(lambda: peer.written)
+    await asyncio.sleep(0.01)
+    assert texts(peer) == [1000]
+
+
+async def test_a_send_that_raises_drops_the_queue_and_stops():
+    peer = Peer()
+
+    async def broken(message: dict[str, Any]) -> None:
+        raise ConnectionResetError
+
+    outbox = Outbox(broken, transport=peer, max_bytes=100, max_seconds=30, close_grace=1, on_slow=lambda: None)
+    outbox.push("a")
+    outbox.push("b")
+    await settle(lambda: outbox.dead)
+    outbox.push("c")
+    assert outbox.pending_bytes == 0
+
+
+async def test_a_transport_stuck_closing_with_unsent_bytes_is_aborted():
+    peer = Peer()
+    peer.is_closing, peer.buffered = True, 10
+    outbox, _ = make_outbox(peer, grace=0.5)
+    outbox.check_age(100.0)
+    assert not peer.aborted
+    outbox.check_age(101.0)
+    assert peer.aborted
+
+
+@pytest.mark.parametrize("buffered", [0, 10])
+async def test_stopping_aborts_only_a_transport_with_bytes_left(buffered):
+    peer = Peer()
+    peer.buffered = buffered
+    outbox, _ = make_outbox(peer, grace=0.01)
+    outbox.stop()
+    await asyncio.sleep(0.05)
+    assert peer.aborted is bool(buffered)
+
+
+async def test_daphne_style_transport_buffer_holds_frames_in_the_queue():
+    peer = Peer()
+    peer.buffered = 10 * 1024 * 1024  # the server's own buffer is full: the writer waits
+    outbox, slow = make_outbox(peer, max_bytes=1000)
+    outbox.push("a")
+    await settle(lambda: len(peer.written) == 1)
+    outbox.push("b")
+    await asyncio.sleep(0.05)
+    assert texts(peer) == ["a"] and outbox.pending_bytes == 1
+    peer.buffered = 0
+    await settle(lambda: len(peer.written) == 2)

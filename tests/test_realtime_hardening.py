@@ -1,0 +1,246 @@
+"""One client, or one change made the quiet way, must never outlive the rules for everyone else.
+
+- Group memberships of the process hub cannot be lost silently (a layer that expires them).
+- A removal racing a subscribe never leaves the removed member subscribed.
+- Credentials are re-validated for every open connection, whatever way they changed (even a
+  `QuerySet.update()` that sends no signal), and rights are checked with the user as it is now.
+
+The hub's periodic jobs are called directly (`hub._revalidate()`, `hub._reassert_groups()`): the
+test asserts what one round does instead of waiting for the timer.
+"""
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+
+from realtime import authorization
+from realtime.hub import existing_hub
+from realtime.layers import EmbeddedChannelLayer
+from rooms import services as room_services
+from rooms.models import Membership, Room
+from tests import factories
+from tests.realtime_client import connected, error, opened, sync
+from tests.support import POSITION
+from users.models import ApiKey, User
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SITE_ORIGIN = (b"origin", b"http://localhost:8000")
+
+
+@dataclass
+class World:
+    ada: User  # owns both rooms
+    bob: User  # member of both
+    root: User  # staff
+    public: Room
+    private: Room
+    other: Room  # another public room: its events are the sentinel that proves what did not arrive
+    keys: dict[str, str]
+
+
+def _build() -> World:
+    ada = factories.make_user("ada")
+    bob = factories.make_user("bob")
+    root = factories.make_user("root", is_staff=True)
+    public = factories.make_room(ada, "lobby", members=(bob,))
+    private = factories.make_room(ada, "secret", is_private=True, members=(bob,))
+    other = factories.make_room(ada, "other")
+    keys = {user.username: factories.make_key(user) for user in (ada, bob, root)}
+    return World(ada, bob, root, public, private, other, keys)
+
+
+@pytest.fixture
+async def w() -> World:
+    return await sync(_build)()
+
+
+@pytest.fixture(autouse=True)
+def _allowed_origins(settings):  # type: ignore[no-untyped-def]
+    settings.RETROCHAT_ALLOWED_ORIGINS = ["http://localhost:8000"]
+
+
+async def next_message_content(ws) -> str:  # type: ignore[no-untyped-def]
+    frame = await ws.receive()
+    assert frame["type"] == "message:new", frame
+    return frame["data"]["content"]
+
+
+# --- memberships never lapse ---------------------------------------------------------------------
+
+
+async def test_channels_own_in_memory_layer_drops_a_channel_from_every_group_when_a_message_expires():
+    layer = InMemoryChannelLayer(expiry=0)  # why the embedded default does not use it as it is
+    await layer.group_add("rc.control", "hub!1")
+    await layer.send("hub!1", {"type": "x"})
+    await asyncio.sleep(0.01)
+    await layer.group_send("rc.room.1", {"type": "y"})  # any later send cleans up expired messages
+    assert "hub!1" not in layer.groups.get("rc.control", {})
+
+
+async def test_the_embedded_layer_keeps_memberships_when_a_message_expires():
+    layer = EmbeddedChannelLayer(expiry=0)
+    await layer.group_add("rc.control", "hub!1")
+    await layer.send("hub!1", {"type": "x"})
+    await asyncio.sleep(0.01)
+    await layer.group_send("rc.room.1", {"type": "y"})
+    assert "hub!1" in layer.groups["rc.control"]
+
+
+async def test_the_hub_joins_every_followed_group_again(w):
+    channel = f"room:{w.public.pk}"
+    async with connected(w.keys["bob"]) as ws:
+        await ws.subscribe(channel, "message")
+        hub = existing_hub()
+        layer = get_channel_layer()
+        for group in ("rc.control", f"rc.room.{w.public.pk}"):  # as if the layer had expired them
+            await layer.group_discard(group, hub.channel_name)
+        await hub._reassert_groups()
+        assert hub.channel_name in layer.groups["rc.control"]
+        assert hub.channel_name in layer.groups[f"rc.room.{w.public.pk}"]
+
+
+async def test_an_event_whose_group_membership_was_lost_still_arrives_from_the_log(w):
+    channel = f"room:{w.public.pk}"
+    async with connected(w.keys["bob"]) as ws:
+        await ws.subscribe(channel, "message")
+        hub = existing_hub()
+        await get_channel_layer().group_discard(f"rc.room.{w.public.pk}", hub.channel_name)
+        await sync(factories.make_message)(w.ada, room=w.public, content="through the log")
+        frame = await ws.communicator.receive_json_from(timeout=5)  # within two catch-up rounds
+        assert (frame["type"], frame["data"]["content"], frame["offset"]) == ("message:new", "through the log", frame["offset"])
+
+
+# --- a removal racing a subscribe ----------------------------------------------------------------
+
+
+async def test_a_removal_between_the_access_check_and_the_subscription_never_leaves_the_member_subscribed(w, monkeypatch):
+    private, sentinel = f"room:{w.private.pk}", f"room:{w.other.pk}"
+    checked = authorization.prepare_subscription
+
+    def check_then_remove(user_id, channel, *args):  # type: ignore[no-untyped-def]
+        prepared = checked(user_id, channel, *args)
+        if str(channel) == private and Membership.objects.filter(room=w.private, user=w.bob).exists():
+            # The access check said yes; the removal commits before the subscription is installed.
+            room_services.membership_remove(membership=Membership.objects.get(room=w.private, user=w.bob), reason="removed")
+        return prepared
+
+    monkeypatch.setattr(authorization, "prepare_subscription", check_then_remove)
+    async with connected(w.keys["bob"]) as ws:
+        await ws.subscribe(sentinel, "message")
+        reply = await ws.request({"type": "subscribe", "channel": private, "event": "message", "ref": "p"})
+        if reply["type"] == "subscribed":  # the re-check after install removed it
+            assert reply == {"type": "subscribed", "channel": private, "event": "message", **POSITION, "ref": "p"}
+            assert await ws.receive() == {"type": "unsubscribed", "channel": private, "reason": "access_revoked"}
+        else:  # the access change arrived during the check: checked again, refused
+            assert reply == error("FORBIDDEN", "p")
+        await sync(factories.make_message)(w.ada, room=w.private, content="members only")
+        await sync(factories.make_message)(w.ada, room=w.other, content="sentinel")
+        assert await next_message_content(ws) == "sentinel"
+        assert await ws.request({"type": "list_subscriptions"}) == {
+            "type": "subscriptions", "subscriptions": [{"channel": sentinel, "events": ["message"]}]
+        }
+
+
+# --- rights as they are now ----------------------------------------------------------------------
+
+
+async def test_a_demoted_staff_user_cannot_subscribe_to_private_rooms_on_an_open_socket(w):
+    channel = f"room:{w.private.pk}"
+    async with connected(w.keys["root"]) as ws:
+        await ws.subscribe(channel, "message")
+        await sync(User.objects.filter(pk=w.root.pk).update)(is_staff=False)
+        await ws.request({"type": "unsubscribe", "channel": channel})
+        assert await ws.request({"type": "subscribe", "channel": channel, "ref": "again"}) == error("FORBIDDEN", "again")
+
+
+# --- credentials re-validated --------------------------------------------------------------------
+
+
+async def revalidated_close(ws) -> int:  # type: ignore[no-untyped-def]
+    """Run one re-validation round; the connection must get UNAUTHORIZED and close 4001."""
+    await existing_hub()._revalidate()
+    assert await ws.receive() == error("UNAUTHORIZED")
+    return await ws.close_code()
+
+
+async def still_open_after_revalidation(ws) -> None:  # type: ignore[no-untyped-def]
+    await existing_hub()._revalidate()
+    await ws.assert_alive()
+
+
+async def test_a_user_deactivated_without_signals_is_closed(w):
+    async with connected(w.keys["bob"]) as ws:
+        await sync(User.objects.filter(pk=w.bob.pk).update)(is_active=False)
+        assert await revalidated_close(ws) == 4001
+
+
+async def test_a_key_revoked_without_signals_is_closed(w):
+    async with connected(w.keys["bob"]) as ws, connected(w.keys["ada"]) as bystander:
+        await sync(ApiKey.objects.filter(user=w.bob).update)(revoked_at=timezone.now())
+        assert await revalidated_close(ws) == 4001
+        await bystander.assert_alive()
+
+
+async def test_a_key_whose_expiry_moved_into_the_past_is_closed(w):
+    async with connected(w.keys["bob"]) as ws:
+        await sync(ApiKey.objects.filter(user=w.bob).update)(expires_at=timezone.now() - timedelta(seconds=1))
+        assert await revalidated_close(ws) == 4001
+
+
+async def test_valid_credentials_stay_open(w):
+    async with connected(w.keys["bob"]) as ws:
+        await still_open_after_revalidation(ws)
+
+
+def _session_cookie(user: User) -> tuple[tuple[bytes, bytes], str]:
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return (b"cookie", f"sessionid={session.session_key}".encode()), session.session_key
+
+
+@pytest.mark.parametrize("ending", ["logout", "expiry", "password change"])
+async def test_a_session_socket_closes_when_its_session_ends(w, ending):
+    cookie, session_key = await sync(_session_cookie)(w.bob)
+    async with opened([cookie, SITE_ORIGIN]) as ws:
+        assert (await ws.open())[0]
+        assert (await ws.receive())["type"] == "connected"
+        if ending == "logout":
+            await sync(Session.objects.filter(session_key=session_key).delete)()
+        elif ending == "expiry":
+            await sync(Session.objects.filter(session_key=session_key).update)(expire_date=timezone.now())
+        else:
+            def change_password() -> None:
+                user = User.objects.get(pk=w.bob.pk)
+                user.set_password("a new secret 123")
+                user.save()
+
+            await sync(change_password)()
+        assert await revalidated_close(ws) == 4001
+
+
+async def test_a_live_session_socket_stays_open(w):
+    cookie, _ = await sync(_session_cookie)(w.bob)
+    async with opened([cookie, SITE_ORIGIN]) as ws:
+        assert (await ws.open())[0]
+        assert (await ws.receive())["type"] == "connected"
+        await still_open_after_revalidation(ws)
+
+
+async def test_re_validation_runs_by_itself(w, settings):
+    settings.RETROCHAT_REVALIDATE_SECONDS = 0.05
+    async with connected(w.keys["bob"]) as ws:
+        await sync(User.objects.filter(pk=w.bob.pk).update)(is_active=False)
+        deadline = time.monotonic() + 5
+        frame = await ws.communicator.receive_json_from(timeout=deadline - time.monotonic())
+        assert frame == error("UNAUTHORIZED")
