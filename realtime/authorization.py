@@ -7,9 +7,10 @@ from typing import Any
 
 from realtime import channel_names, presence, protocol, streams
 from realtime.channel_names import Channel
+from retrochat import ids
 from retrochat.timestamps import format_timestamp
 from rooms import access
-from rooms.models import Conversation, Room
+from rooms.models import Conversation, Membership, Room
 from users.models import User
 
 
@@ -61,7 +62,10 @@ def check_subscription(user: User, channel: Channel, event_filter: str) -> Decis
     else:
         return _FORBIDDEN
     current_presence = None
-    if subject is not None and "activity" in granted:
+    if channel.kind == channel_names.ROOM and "activity" in granted:
+        members = list(Membership.objects.filter(room_id=channel.id).order_by("user_id").values_list("user_id", flat=True))
+        current_presence = {"online": [ids.format_id(ids.USER, pk) for pk in presence.online_among(members)]}
+    elif subject is not None and "activity" in granted:
         current_presence = {
             "status": presence.status_of(subject.pk),
             "last_seen_at": format_timestamp(subject.last_seen_at) if subject.last_seen_at else None,

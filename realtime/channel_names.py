@@ -19,11 +19,15 @@ _ID_PREFIX = {ROOM: ids.ROOM, CONVERSATION: ids.CONVERSATION, USER: ids.USER}
 
 # Event category → event types, per channel kind (SPEC §3.3).
 MESSAGE_EVENTS = ("message:new", "message:updated", "message:deleted")
+ACTIVITY_EVENTS = ("user:online", "user:offline", "user:updated")  # on a room: its members' activity
 CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
-    ROOM: {"message": MESSAGE_EVENTS, "room": ("room:updated", "room:deleted")},
+    ROOM: {"message": MESSAGE_EVENTS, "room": ("room:updated", "room:deleted"), "activity": ACTIVITY_EVENTS},
     CONVERSATION: {"message": MESSAGE_EVENTS},
-    USER: {"activity": ("user:online", "user:offline", "user:updated"), "room": ("room:created", "room:deleted")},
+    USER: {"activity": ACTIVITY_EVENTS, "room": ("room:created", "room:deleted")},
 }
+# Categories that `*` does not include: a room's member activity is asked for by name (`activity`),
+# so that a client subscribing to a room's messages is not flooded with its members' comings and goings.
+OPT_IN: dict[str, frozenset[str]] = {ROOM: frozenset({"activity"})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,11 @@ class Channel:
     @property
     def categories(self) -> dict[str, tuple[str, ...]]:
         return CATEGORIES[self.kind]
+
+    @property
+    def star_categories(self) -> set[str]:
+        """What `*` subscribes to: every category but the opt-in ones."""
+        return set(CATEGORIES[self.kind]) - OPT_IN.get(self.kind, frozenset())
 
     @property
     def group(self) -> str:

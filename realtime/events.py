@@ -3,6 +3,7 @@
 Payloads reuse the REST serializers, so an event's `data` is exactly what REST returns for the
 same object.
 """
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -98,7 +99,8 @@ def _room_deleted_data(room_id: int, reason: str) -> dict[str, Any]:
     return {"id": ids.format_id(ids.ROOM, room_id), "reason": reason}
 
 
-def user_updated(user: Any) -> Event:
+def user_updated(user: Any, *, room_ids: Iterable[int] = ()) -> list[Event]:
+    """On the user's own channel, then (the same data) on each room they are a member of."""
     from users.api.serializers import UserSerializer
 
     profile = dict(UserSerializer(user).data)
@@ -108,10 +110,13 @@ def user_updated(user: Any) -> Event:
         "timestamp": format_timestamp(timezone.now()),
         **profile,
     }
-    return Event("user:updated", channel_names.user(user.pk), data)
+    channels = [channel_names.user(user.pk), *(channel_names.room(room_id) for room_id in room_ids)]
+    return [Event("user:updated", channel, data) for channel in channels]
 
 
-def user_presence(user_id: int, *, status: str, at: datetime) -> Event:
+def user_presence(user_id: int, *, status: str, at: datetime, room_id: int | None = None) -> Event:
+    """`user:online` / `user:offline` on the user's channel, or (`room_id`) on a room they are a member of."""
     event_type = "user:online" if status == presence.ONLINE else "user:offline"
     data = {"user_id": ids.format_id(ids.USER, user_id), "status": status, "timestamp": format_timestamp(at)}
-    return Event(event_type, channel_names.user(user_id), data)
+    channel = channel_names.room(room_id) if room_id is not None else channel_names.user(user_id)
+    return Event(event_type, channel, data)

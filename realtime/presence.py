@@ -80,6 +80,9 @@ class LocalPresence:
     def status_of(self, user_id: int) -> str:
         return ONLINE if self._connections.get(user_id) else OFFLINE
 
+    def online_among(self, user_ids: list[int]) -> list[int]:
+        return [user_id for user_id in user_ids if self._connections.get(user_id)]
+
 
 # KEYS: user set, connection index. ARGV: connection id, index member, now, expiry, limit.
 _OPEN = """
@@ -188,6 +191,23 @@ class RedisPresence:
             return OFFLINE
         return ONLINE if live else OFFLINE
 
+    def online_among(self, user_ids: list[int]) -> list[int]:
+        """The users online now, of those given, in one round trip. With Redis unreachable: none, logged."""
+        import redis
+
+        if self._sync is None:
+            self._sync = redis_config.sync_client(self.url)
+        now = time.time()
+        try:
+            with self._sync.pipeline(transaction=False) as pipe:
+                for user_id in user_ids:
+                    pipe.zcount(f"{self.user_prefix}{user_id}", now, "+inf")
+                counts = pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("presence: Redis unavailable (%s); reporting %d users offline", exc.__class__.__name__, len(user_ids))
+            return []
+        return [user_id for user_id, live in zip(user_ids, counts, strict=True) if live]
+
 
 _backend: LocalPresence | RedisPresence | None = None
 
@@ -203,3 +223,7 @@ def backend() -> LocalPresence | RedisPresence:
 
 def status_of(user_id: int) -> str:
     return backend().status_of(user_id)
+
+
+def online_among(user_ids: list[int]) -> list[int]:
+    return backend().online_among(user_ids) if user_ids else []

@@ -162,7 +162,7 @@ def is_known_filter(channel: Channel, event: str) -> bool:
 def categories_of_filter(channel: Channel, event: str) -> set[str]:
     """The categories (and so the groups) a filter needs."""
     if event == ALL_EVENTS:
-        return set(channel.categories)
+        return channel.star_categories
     if event in channel.categories:
         return {event}
     return {channel.category_of(event)}

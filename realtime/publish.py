@@ -74,6 +74,16 @@ def _send(group: str, message: dict[str, Any]) -> None:
     async_to_sync(get_channel_layer().group_send)(group, message)
 
 
+def presence_on_commit(event: Event, *, using: str | None = None) -> None:
+    """A presence event caused by a change (a member joined or left a room): not logged, sent after commit."""
+    text = encode(event.frame())
+
+    def send_after_commit() -> None:
+        _send(event.group, event_message(str(event.channel), event.type, text))
+
+    transaction.on_commit(send_after_commit, using=using, robust=True)
+
+
 async def publish_now(event: Event) -> None:
     """Send from async code (presence transitions): not logged, not tied to any transaction."""
     message = event_message(str(event.channel), event.type, encode(event.frame()))

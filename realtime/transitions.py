@@ -1,11 +1,18 @@
-"""What happens when a user comes online or goes offline (SPEC §3.6): events and `last_seen_at`."""
+"""What happens when a user comes online or goes offline: events and `last_seen_at`.
+
+Presence events go to the user's own channel and to the channel of every room they are a member
+of (room presence: one `activity` subscription on a room instead of one per member). They are not
+logged: a subscriber gets the current state with `subscribed`.
+"""
 import logging
+from datetime import datetime
 
 from django.utils import timezone
 
 from realtime import events, presence
 from realtime.db import realtime_db
 from realtime.publish import publish_now
+from rooms.models import Membership
 from users.models import User
 
 logger = logging.getLogger("retrochat.presence")
@@ -16,13 +23,23 @@ def _store_last_seen(user_id: int, at: object) -> None:
     User.objects.filter(pk=user_id).update(last_seen_at=at)
 
 
+def _room_ids(user_id: int) -> list[int]:
+    return list(Membership.objects.filter(user_id=user_id).values_list("room_id", flat=True))
+
+
+async def _announce(user_id: int, status: str, at: datetime) -> None:
+    await publish_now(events.user_presence(user_id, status=status, at=at))
+    for room_id in await realtime_db(_room_ids)(user_id):
+        await publish_now(events.user_presence(user_id, status=status, at=at, room_id=room_id))
+
+
 async def went_online(user_id: int) -> None:
     logger.info("user %s online", user_id)
-    await publish_now(events.user_presence(user_id, status=presence.ONLINE, at=timezone.now()))
+    await _announce(user_id, presence.ONLINE, timezone.now())
 
 
 async def went_offline(user_id: int) -> None:
     logger.info("user %s offline", user_id)
     now = timezone.now()
     await realtime_db(_store_last_seen)(user_id, now)
-    await publish_now(events.user_presence(user_id, status=presence.OFFLINE, at=now))
+    await _announce(user_id, presence.OFFLINE, now)

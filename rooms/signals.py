@@ -13,9 +13,9 @@ from django.db.models import Model, QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from realtime import channel_names, events
+from realtime import channel_names, events, presence
 from realtime.control import AccessChanged, ChannelDeleted
-from realtime.publish import control_on_commit, publish_on_commit
+from realtime.publish import control_on_commit, presence_on_commit, publish_on_commit
 from rooms.models import Conversation, Membership, Message, Room
 from rooms.services import RemovalReason
 
@@ -66,6 +66,14 @@ def membership_saved(sender: type, instance: Membership, created: bool, raw: boo
         return
     publish_on_commit(events.room_joined(instance.room, user_id=instance.user_id), using=using)
     publish_on_commit(events.room_updated(instance.room), using=using)
+    _announce_presence_in_room(instance, presence.ONLINE, using)
+
+
+def _announce_presence_in_room(membership: Membership, status: str, using: str | None) -> None:
+    """An online member entering (or leaving) a room enters (or leaves) its set of online members."""
+    if presence.status_of(membership.user_id) == presence.ONLINE:
+        event = events.user_presence(membership.user_id, status=status, at=timezone.now(), room_id=membership.room_id)
+        presence_on_commit(event, using=using)
 
 
 def membership_deleted(sender: type, instance: Membership, using: str | None = None, origin: Any = None, **kwargs: Any) -> None:
@@ -79,6 +87,7 @@ def membership_deleted(sender: type, instance: Membership, using: str | None = N
         control_on_commit(AccessChanged(str(channel_names.room(instance.room_id)), instance.user_id), using=using)
     publish_on_commit(events.room_left(instance.room_id, user_id=instance.user_id, reason=reason), using=using)
     publish_on_commit(events.room_updated(instance.room), using=using)
+    _announce_presence_in_room(instance, presence.OFFLINE, using)
 
 
 def connect() -> None:

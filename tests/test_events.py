@@ -648,7 +648,8 @@ async def test_profile_change_sends_user_updated_with_the_public_profile(world, 
         expected = await user_updated_frame(world.ada.pk)
         assert expected["data"]["display_name"] == "Ada Lovelace"
         assert expected["data"]["avatar_url"] == "https://example.com/ada.png"
-        assert await receive_exactly(listener, 1) == [expected]
+        # On her own channel, then on the room she is a member of (room presence), with the same data.
+        assert await receive_exactly(listener, 2) == canonical([expected, {**expected, "channel": f"room:{world.room.pk}"}])
 
 
 async def test_user_updated_data_is_the_rest_profile_with_user_id_and_timestamp(world):
@@ -806,7 +807,7 @@ SAME_SHAPE = {
     "message:updated": (1, lambda w: _same([lambda w, via=via: _edit_message(w, w.room_message, via) for via in ("rest", "admin", "orm")])),
     "room:updated": (1, lambda w: _same([UPDATE_ROOM[via] for via in ("rest", "admin", "orm")])),
     "room:created": (2, _joins),
-    "user:updated": (1, lambda w: _same([
+    "user:updated": (2, lambda w: _same([  # on ada's channel and on her room's
         lambda w: rest(w, w.ada, "patch", "/v1/users/me", {"display_name": "One"}, expect=200),
         lambda w: admin_change_user(w, w.ada, display_name="Two"),
         lambda w: _orm(lambda: _save_profile(w.ada.pk, display_name="Three")),

@@ -124,7 +124,7 @@ def hostile_cases(room_id: int, user_id: int) -> list[tuple[str, str | bytes, di
         ("unknown event filter", sub(room, event="bogus"), error_frame("INVALID_EVENT", "s")),
         ("empty event filter", sub(room, event=""), error_frame("INVALID_EVENT", "s")),
         ("event filter in capitals", sub(room, event="MESSAGE"), error_frame("INVALID_EVENT", "s")),
-        ("user category on a room", sub(room, event="activity"), error_frame("INVALID_EVENT", "s")),
+        ("activity category on a conversation", sub("conversation:1", event="activity"), error_frame("INVALID_EVENT", "s")),
         ("user feed event on a room", sub(room, event="room:created"), error_frame("INVALID_EVENT", "s")),
         ("message category on a user", sub(f"user:{user_id}", event="message"), error_frame("INVALID_EVENT", "s")),
         ("room category on a conversation", sub("conversation:1", event="room"), error_frame("INVALID_EVENT", "s")),

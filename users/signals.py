@@ -11,6 +11,7 @@ from django.db.models.signals import post_delete, post_save
 from realtime import channel_names, events
 from realtime.control import ChannelDeleted, RevokeKey, RevokeUser
 from realtime.publish import control_on_commit, publish_on_commit
+from rooms.models import Membership
 from users.models import ApiKey, User
 
 
@@ -25,7 +26,10 @@ def user_saved(sender: type, instance: User, created: bool, raw: bool = False, u
     if deactivated:
         control_on_commit(RevokeUser(instance.pk), using=using)
     if changed:
-        publish_on_commit(events.user_updated(instance), using=using)
+        # On the user's channel and on every room they are in, for the room's `activity` subscribers.
+        room_ids = Membership.objects.using(using).filter(user=instance).values_list("room_id", flat=True)
+        for event in events.user_updated(instance, room_ids=room_ids):
+            publish_on_commit(event, using=using)
 
 
 def user_deleted(sender: type, instance: User, using: str | None = None, **kwargs: Any) -> None:
