@@ -28,9 +28,14 @@ def _room_ids(user_id: int) -> list[int]:
 
 
 async def _announce(user_id: int, status: str, at: datetime) -> None:
-    await publish_now(events.user_presence(user_id, status=status, at=at))
-    for room_id in await realtime_db(_room_ids)(user_id):
-        await publish_now(events.user_presence(user_id, status=status, at=at, room_id=room_id))
+    """Best effort: a presence event that cannot be sent (Redis or the database away) is logged and
+    dropped; subscribers get the current state with their next `subscribed`."""
+    try:
+        await publish_now(events.user_presence(user_id, status=status, at=at))
+        for room_id in await realtime_db(_room_ids)(user_id):
+            await publish_now(events.user_presence(user_id, status=status, at=at, room_id=room_id))
+    except Exception as exc:
+        logger.warning("presence: announcing user %s %s failed (%s)", user_id, status, exc.__class__.__name__)
 
 
 async def went_online(user_id: int) -> None:
@@ -41,5 +46,8 @@ async def went_online(user_id: int) -> None:
 async def went_offline(user_id: int) -> None:
     logger.info("user %s offline", user_id)
     now = timezone.now()
-    await realtime_db(_store_last_seen)(user_id, now)
+    try:
+        await realtime_db(_store_last_seen)(user_id, now)
+    except Exception as exc:  # the database is away: the offline event still goes out
+        logger.warning("presence: storing last_seen_at of user %s failed (%s)", user_id, exc.__class__.__name__)
     await _announce(user_id, presence.OFFLINE, now)

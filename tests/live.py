@@ -89,6 +89,8 @@ class LiveServer:
 
     def close(self) -> None:
         self.stop()
+        if os.environ.get("RETROCHAT_TEST_SHOW_SERVER_LOG"):
+            print(self.log())
         self.log_file.close()
         Path(self.log_file.name).unlink(missing_ok=True)
 

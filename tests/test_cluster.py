@@ -10,6 +10,7 @@ from django.conf import settings
 
 from tests import factories
 from tests.live import LiveServer, assert_no_frame, recv_json, request_reply
+from tests.support import POSITION
 
 pytestmark = pytest.mark.skipif(
     not settings.REDIS_URL, reason="needs REDIS_URL: processes share events and presence through Redis"
@@ -45,7 +46,7 @@ async def test_a_socket_on_one_process_receives_what_is_posted_through_the_other
         assert (await request_reply(ws, {"type": "subscribe", "channel": f"room:{room.pk}", "event": "message"}))["type"] == "subscribed"
         status, body = await b.arequest("POST", f"/v1/rooms/{room.pk}/messages", people["bob_key"], {"content": "from B"})
         assert status == 201
-        assert await recv_json(ws) == {"type": "message:new", "channel": f"room:{room.pk}", "data": body}
+        assert await recv_json(ws) == {"type": "message:new", "channel": f"room:{room.pk}", **POSITION, "data": body}
 
 
 async def test_a_user_with_a_tab_on_each_process_goes_online_once_and_offline_once(cluster, people):
