@@ -79,6 +79,12 @@ class LiveServer:
         self.stop()
         raise RuntimeError(f"server did not become healthy in {START_TIMEOUT}s:\n{self.log()}")
 
+    def restart(self) -> "LiveServer":
+        """Stop the server (SIGTERM: sockets close with 1012) and start a new process on the same
+        port and database, as a deploy does."""
+        self.stop()
+        return self.start()
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None or self.process.poll() is not None:
             return
