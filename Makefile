@@ -7,7 +7,7 @@ PORT ?= 8000
 
 .PHONY: run test migrate cluster bench clean
 
-$(BIN)/.installed: requirements.txt
+$(BIN)/.installed: requirements.txt clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@

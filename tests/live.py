@@ -23,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 from django.db import connection
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.asyncapi import check_client_frame, check_server_frame
+
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
 RECV_TIMEOUT = 5.0
@@ -77,6 +79,12 @@ class LiveServer:
         self.stop()
         raise RuntimeError(f"server did not become healthy in {START_TIMEOUT}s:\n{self.log()}")
 
+    def restart(self) -> "LiveServer":
+        """Stop the server (SIGTERM: sockets close with 1012) and start a new process on the same
+        port and database, as a deploy does."""
+        self.stop()
+        return self.start()
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -128,7 +136,9 @@ class LiveServer:
 
 
 async def recv_json(ws: ClientConnection, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    check_server_frame(frame)  # docs/asyncapi.yaml (SPEC §6)
+    return frame
 
 
 async def assert_no_frame(ws: ClientConnection, seconds: float = 0.3) -> None:
@@ -140,6 +150,7 @@ async def assert_no_frame(ws: ClientConnection, seconds: float = 0.3) -> None:
 
 
 async def send_json(ws: ClientConnection, frame: Any) -> None:
+    check_client_frame(frame)  # docs/asyncapi.yaml (SPEC §6); hostile tests send raw text with ws.send
     await ws.send(json.dumps(frame))
 
 
