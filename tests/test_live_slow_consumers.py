@@ -54,9 +54,9 @@ async def open_slow_reader(port: int, key: str, channel: str) -> tuple[RawWebSoc
     return raw, subscribed
 
 
-def assert_prefix_of(received: list[dict], flooded: list[str]) -> None:
-    """The events a slow reader got are the first ones published, in order, none missing."""
-    assert 0 < len(received) < len(flooded), (len(received), len(flooded))
+def assert_prefix_of(received: list[dict], flooded: list[str], *, at_least: int = 1) -> None:
+    """The events a slow reader got are the first ones published, in order, none missing, and not all."""
+    assert at_least <= len(received) < len(flooded), (len(received), len(flooded))
     assert received == [json.loads(text) for text in flooded[: len(received)]]
 
 
@@ -83,7 +83,9 @@ async def test_a_slow_reader_is_closed_4008_while_another_users_events_flow(kind
             assert texts[-1] == error_frame("SLOW_CONSUMER")
             assert [opcode for opcode, _ in received.frames if opcode != 0x9][-2:] == [OP_TEXT, 0x8]  # nothing after the close
             assert received.close_code() == 4008
-            assert received.ended == "eof"  # the closing handshake completed
+            # After the closing handshake the server drops TCP: uvicorn closes it (EOF), autobahn
+            # (daphne) aborts it, as a server, by design (RST).
+            assert received.ended == {"uvicorn": "eof", "daphne": "reset"}[kind]
 
             await wait_for_metric(live, "retrochat_connections_open", 1)  # bob
             assert metric(live, "retrochat_slow_consumer_closes_total") == 1
@@ -108,12 +110,13 @@ async def test_a_reader_that_never_reads_again_is_aborted_and_goes_offline(kind,
             await wait_for_metric(live, "retrochat_connections_open", 2)  # bob and cy
             assert await recv_json(cy, timeout=10) == offline_frame(people.ada.pk)
 
-            # Only now does the client look: what its buffers held, then the end of the TCP
-            # connection, with no close frame (the server never got to write it).
+            # Only now does the client look: what its buffers held (if the abort left it), then
+            # the end of the TCP connection, with no close frame (the server never got to write it).
             received = await asyncio.to_thread(raw.read_until_ended, 15, answer_close=False)
             assert received.ended in ("eof", "reset"), received.ended
             assert received.close_code() is None
-            assert_prefix_of(received.texts()[2:], flooded)
+            # Twisted aborts with RST, which discards what the client's kernel held: maybe nothing.
+            assert_prefix_of(received.texts()[2:], flooded, at_least=0)
 
 
 async def test_a_frame_queued_too_long_makes_a_slow_consumer(kind, people):
@@ -138,4 +141,5 @@ async def test_a_frame_queued_too_long_makes_a_slow_consumer(kind, people):
             received = await asyncio.to_thread(raw.read_until_ended, 15, answer_close=False)
             assert received.ended in ("eof", "reset"), received.ended
             assert received.close_code() is None
-            assert_prefix_of(received.texts()[2:], flooded)
+            # Twisted aborts with RST, which discards what the client's kernel held: maybe nothing.
+            assert_prefix_of(received.texts()[2:], flooded, at_least=0)
