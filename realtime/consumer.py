@@ -74,8 +74,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.background: set[asyncio.Task] = set()
         self.disconnected = asyncio.Event()
 
-        creds = await credentials.authenticate(self.scope)
-        await self.accept(creds.subprotocol)
+        # Before the first await: clean-up stops the outbox, and it runs even when the peer resets
+        # during authenticate() or accept() (uvicorn's accept then raises ClientDisconnected).
         self.outbox = Outbox(
             self.base_send,
             transport=(self.scope.get("extensions") or {}).get(TRANSPORT_EXTENSION),
@@ -84,6 +84,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             close_grace=settings.RETROCHAT_CLOSE_GRACE_SECONDS,
             on_slow=self._slow_consumer,
         )
+        creds = await credentials.authenticate(self.scope)
+        await self.accept(creds.subprotocol)
         if creds.error == protocol.FORBIDDEN_ORIGIN:
             self.fail(protocol.FORBIDDEN_ORIGIN, "Session authentication needs an Origin of this site.", protocol.CLOSE_FORBIDDEN_ORIGIN)
             return

@@ -24,6 +24,22 @@ LOW_WATER = 16 * 1024
 DRAIN_POLL_SECONDS = (0.01, 0.25)  # first and longest wait between checks of the transport buffer
 
 
+_last_sized: tuple[str, int] = ("", 0)  # the last non-ASCII text measured, and its size
+
+
+def wire_size(text: str) -> int:
+    """The bytes `text` takes in a text frame (UTF-8), which RETROCHAT_MAX_PENDING_BYTES limits.
+    Event frames are not ASCII-escaped (realtime/publish.py): counting characters undercounted an
+    emoji-heavy queue fourfold. `isascii()` is O(1); the hub hands one text to every recipient in
+    turn, so the one-entry cache encodes a non-ASCII event once per fan-out, not once per socket."""
+    global _last_sized
+    if text.isascii():
+        return len(text)
+    if _last_sized[0] is not text:
+        _last_sized = (text, len(text.encode("utf-8", "surrogatepass")))
+    return _last_sized[1]
+
+
 class TransportControl(Protocol):
     """What the server underneath lets us do with the socket (realtime/transport.py)."""
 
@@ -61,7 +77,7 @@ class Outbox:
     def push(self, text: str) -> None:
         if self.closed or self.dead:
             return
-        self._enqueue({"type": "websocket.send", "text": text}, len(text))
+        self._enqueue({"type": "websocket.send", "text": text}, wire_size(text))
         if self.pending_bytes > self.max_bytes:
             self.close_slow()
 
@@ -70,7 +86,7 @@ class Outbox:
         if self.closed or self.dead:
             return
         if final_text is not None:
-            self._enqueue({"type": "websocket.send", "text": final_text}, len(final_text))
+            self._enqueue({"type": "websocket.send", "text": final_text}, wire_size(final_text))
         self._enqueue({"type": "websocket.close", "code": code}, 0)
         self.closed = True
         asyncio.get_running_loop().call_later(self.close_grace, self._abort_if_stuck)

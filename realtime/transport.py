@@ -10,11 +10,17 @@ when Django starts, so that they hold whichever server `retrochat.serve` runs.
    must not hold server memory or a file descriptor for ever (realtime/outbox.py). Each WebSocket
    scope gets `scope["extensions"]["retrochat.transport"]`: the bytes waiting in the server's own
    write buffer, and `abort()`.
-3. Both: a frame over the server's own transport cap (retrochat/serve.py keeps it well above
+3. Both: the kernel's send buffer of a WebSocket is fixed at SOCKET_SEND_BUFFER. Linux grows it
+   on its own (tcp_wmem, up to 4 MB) for a peer that does not read, and bytes there are invisible
+   to the outbox: a slow consumer held about 3 MB of server memory before a single frame counted
+   against RETROCHAT_MAX_PENDING_BYTES, and the age limit never saw a queued frame at all.
+4. Both: a frame over the server's own transport cap (retrochat/serve.py keeps it well above
    RETROCHAT_MAX_FRAME_BYTES) never reaches the application, and the server then closes on its own
    (autobahn even drops the TCP connection without a close frame). Answer it as the application
    answers any frame over the limit: the MESSAGE_TOO_LARGE error frame, then close 1009.
 """
+
+import socket
 
 # Codes a server may send that autobahn's public sendClose() refuses.
 SERVER_PROTOCOL_CLOSE_CODES = frozenset({1001, 1009, 1011, 1012, 1013})
@@ -22,6 +28,18 @@ CLOSE_TOO_BIG = 1009  # realtime.protocol.CLOSE_TOO_BIG; repeated: this module l
 
 
 TRANSPORT_EXTENSION = "retrochat.transport"
+
+# Asked of the kernel per WebSocket (Linux doubles it for its bookkeeping): setting it also turns
+# off the autotuning. About 128 KiB in flight still carries 1 MB/s per socket at a 100 ms round
+# trip, far above what a chat connection needs.
+SOCKET_SEND_BUFFER = 64 * 1024
+
+
+def limit_send_buffer(sock: object) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):  # no socket underneath (a test transport), or already closed
+        pass
 
 
 class UvicornTransport:
@@ -105,6 +123,7 @@ def patch_daphne() -> None:
     def create_application(self, protocol, scope):  # type: ignore[no-untyped-def]
         if isinstance(protocol, WebSocketProtocol):
             _add_extension(scope, DaphneTransport(protocol))
+            limit_send_buffer(getattr(protocol.transport, "socket", None))
         return original_create_application(self, protocol, scope)
 
     WebSocketProtocol.serverClose = serverClose
@@ -136,6 +155,7 @@ def patch_uvicorn() -> None:
 
     async def run_asgi(self):  # type: ignore[no-untyped-def]
         _add_extension(self.scope, UvicornTransport(self))
+        limit_send_buffer(self.transport.get_extra_info("socket"))
         await original_run_asgi(self)
 
     WebSocketsSansIOProtocol.handle_parser_exception = handle_parser_exception

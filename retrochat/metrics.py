@@ -119,10 +119,14 @@ def render(total: dict[str, Any]) -> str:
     for name in ("retrochat_connections_open", "retrochat_subscriptions", "retrochat_processes"):
         header(name)
         lines.append(f"{name} {_number(total['gauges'].get(name, 0))}")
-    for name in ("retrochat_events_published_total", "retrochat_events_delivered_total", "retrochat_errors_total"):
+    # Every counter in _HELP (the realtime core's counters were declared but never rendered, so
+    # /metrics lacked retrochat_slow_consumer_closes_total & co.). An unlabelled counter reads 0
+    # before its first increment, so that a scrape (or a test) can tell "none yet" from "missing".
+    labelled = {"retrochat_events_published_total", "retrochat_errors_total", "retrochat_recoveries_total"}
+    for name in (name for name, (kind, _) in _HELP.items() if kind == "counter"):
         header(name)
         series = total["counters"].get(name, {})
-        if not series and name == "retrochat_events_delivered_total":
+        if not series and name not in labelled:
             lines.append(f"{name} 0")
         for labels, value in sorted(series.items()):
             lines.append(f"{name}{{{labels}}} {_number(value)}" if labels else f"{name} {_number(value)}")
