@@ -1,16 +1,14 @@
-"""Who may subscribe to what (SPEC §3.3), checked at every subscribe and re-checked on access changes.
+"""Who may subscribe to what, checked at every subscribe and re-checked on access changes: the
+channel's registered kind (realtime/channel_names.py) decides which categories a user may receive;
+this module applies event filters to that and prepares the rest of a subscribe.
 
 Synchronous (it reads the database); the consumer calls it through `realtime_db` (realtime/db.py).
 """
 from dataclasses import dataclass
 from typing import Any
 
-from realtime import channel_names, presence, protocol, streams
+from realtime import channel_names, protocol, streams
 from realtime.channel_names import Channel
-from retrochat import ids
-from retrochat.timestamps import format_timestamp
-from rooms import access
-from rooms.models import Conversation, Membership, Room
 from users.models import User
 
 
@@ -23,54 +21,19 @@ class Decision:
     presence: dict[str, Any] | None = None
 
 
-_FORBIDDEN = Decision(protocol.FORBIDDEN)
-
-
-def permitted_categories(user: User, channel: Channel) -> tuple[str | None, frozenset[str], User | None]:
-    """(error code or None, the categories this user may receive on the channel, the channel's user)."""
-    if channel.kind == channel_names.ROOM:
-        room = Room.objects.filter(pk=channel.id).first()
-        if room is None:
-            return protocol.CHANNEL_NOT_FOUND, frozenset(), None
-        if not access.can_view_room(user, room):
-            return protocol.FORBIDDEN, frozenset(), None
-        return None, frozenset(channel.categories), None
-    if channel.kind == channel_names.CONVERSATION:
-        conversation = Conversation.objects.filter(pk=channel.id).first()
-        if conversation is None:
-            return protocol.CHANNEL_NOT_FOUND, frozenset(), None
-        if not access.is_participant(user, conversation):
-            return protocol.FORBIDDEN, frozenset(), None
-        return None, frozenset(channel.categories), None
-    subject = User.objects.filter(pk=channel.id).first()
-    if subject is None:
-        return protocol.CHANNEL_NOT_FOUND, frozenset(), None
-    # Anyone may follow a user's activity; their room feed is theirs alone.
-    categories = {"activity", "room"} if subject.pk == user.pk else {"activity"}
-    return None, frozenset(categories), subject
-
-
 def check_subscription(user: User, channel: Channel, event_filter: str) -> Decision:
-    error, permitted, subject = permitted_categories(user, channel)
-    if error:
-        return Decision(error)
+    kind = channel_names.kind_of(channel.kind)
+    access = kind.access(user, channel.id)
+    if access.error:
+        return Decision(access.error)
     wanted = protocol.categories_of_filter(channel, event_filter)
     if event_filter == protocol.ALL_EVENTS:
-        granted = frozenset(wanted & permitted)  # `*`: every event this user may see
-    elif wanted <= permitted:
+        granted = frozenset(wanted & access.categories)  # `*`: every event this user may see
+    elif wanted <= access.categories:
         granted = frozenset(wanted)
     else:
-        return _FORBIDDEN
-    current_presence = None
-    if channel.kind == channel_names.ROOM and "activity" in granted:
-        members = list(Membership.objects.filter(room_id=channel.id).order_by("user_id").values_list("user_id", flat=True))
-        current_presence = {"online": [ids.format_id(ids.USER, pk) for pk in presence.online_among(members)]}
-    elif subject is not None and "activity" in granted:
-        current_presence = {
-            "status": presence.status_of(subject.pk),
-            "last_seen_at": format_timestamp(subject.last_seen_at) if subject.last_seen_at else None,
-        }
-    return Decision(None, granted, current_presence)
+        return Decision(protocol.FORBIDDEN)
+    return Decision(None, granted, kind.presence(access, granted))
 
 
 @dataclass(frozen=True)
@@ -102,4 +65,4 @@ def prepare_subscription(user_id: int, channel: Channel, event_filter: str, sinc
 def may_keep(user_id: int, channel: Channel) -> bool:
     """Whether a connected user still has access to a channel (after a membership or privacy change)."""
     user = User.objects.filter(pk=user_id, is_active=True).first()
-    return user is not None and permitted_categories(user, channel)[0] is None
+    return user is not None and channel_names.kind_of(channel.kind).access(user, channel.id).error is None

@@ -1,11 +1,17 @@
-"""Channel names, event categories and channel-layer group names: the one place that knows them.
+"""Channel names, channel kinds and channel-layer group names: the one place that knows them.
 
-A channel is `kind:id` with kind `room`, `conversation` or `user` and a positive id, bare or
-prefixed (`room:7` is `room:room_7`); replies always name it canonically (`room:7`). Each channel is
-one channel-layer group: a channel is one stream of offsets (realtime/streams.py), so a process
-that follows it receives all of its events, in order, and each connection's filters pick theirs.
+A channel is `kind:id` with a registered kind (`room`, `conversation`, `user`) and a positive id,
+bare or prefixed (`room:7` is `room:room_7`); replies always name it canonically (`room:7`). Each
+channel is one channel-layer group: a channel is one stream of offsets (realtime/streams.py), so a
+process that follows it receives all of its events, in order, and each connection's filters pick
+theirs.
+
+Kinds are registered by the app that owns their objects (rooms/channels.py, users/channels.py), as
+Baserow's page types are: each says its id prefix, its event categories, which categories `*`
+leaves out, and who may subscribe. The realtime layer asks the registry and never the domain.
 """
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from retrochat import ids
 
@@ -15,19 +21,50 @@ USER = "user"
 
 MAX_CHANNEL_LENGTH = 100
 
-_ID_PREFIX = {ROOM: ids.ROOM, CONVERSATION: ids.CONVERSATION, USER: ids.USER}
-
-# Event category → event types, per channel kind (SPEC §3.3).
 MESSAGE_EVENTS = ("message:new", "message:updated", "message:deleted")
-ACTIVITY_EVENTS = ("user:online", "user:offline", "user:updated")  # on a room: its members' activity
-CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
-    ROOM: {"message": MESSAGE_EVENTS, "room": ("room:updated", "room:deleted"), "activity": ACTIVITY_EVENTS},
-    CONVERSATION: {"message": MESSAGE_EVENTS},
-    USER: {"activity": ACTIVITY_EVENTS, "room": ("room:created", "room:deleted")},
-}
-# Categories that `*` does not include: a room's member activity is asked for by name (`activity`),
-# so that a client subscribing to a room's messages is not flooded with its members' comings and goings.
-OPT_IN: dict[str, frozenset[str]] = {ROOM: frozenset({"activity"})}
+ACTIVITY_EVENTS = ("user:online", "user:offline", "user:updated")
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may subscribe: `error` (CHANNEL_NOT_FOUND, FORBIDDEN) or the categories this user may
+    receive; `subject` is whatever the kind needs again to describe the channel's presence."""
+
+    error: str | None
+    categories: frozenset[str] = frozenset()
+    subject: Any = None
+
+
+class ChannelKind:
+    """One kind of channel. Subclasses set the class attributes and implement `access`."""
+
+    name: ClassVar[str]
+    id_prefix: ClassVar[str]
+    categories: ClassVar[dict[str, tuple[str, ...]]]
+    opt_in: ClassVar[frozenset[str]] = frozenset()  # categories `*` leaves out
+
+    def access(self, user: Any, pk: int) -> Access:
+        """Synchronous (it reads the database)."""
+        raise NotImplementedError
+
+    def presence(self, access: Access, granted: frozenset[str]) -> dict[str, Any] | None:
+        """What `subscribed` says about who is online, for the categories granted (None: nothing)."""
+        return None
+
+
+_KINDS: dict[str, ChannelKind] = {}
+
+
+def register(kind: ChannelKind) -> None:
+    _KINDS[kind.name] = kind
+
+
+def kind_of(name: str) -> ChannelKind:
+    return _KINDS[name]
+
+
+def kinds() -> list[ChannelKind]:
+    return list(_KINDS.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +77,13 @@ class Channel:
 
     @property
     def categories(self) -> dict[str, tuple[str, ...]]:
-        return CATEGORIES[self.kind]
+        return _KINDS[self.kind].categories
 
     @property
     def star_categories(self) -> set[str]:
         """What `*` subscribes to: every category but the opt-in ones."""
-        return set(CATEGORIES[self.kind]) - OPT_IN.get(self.kind, frozenset())
+        kind = _KINDS[self.kind]
+        return set(kind.categories) - kind.opt_in
 
     @property
     def group(self) -> str:
@@ -75,8 +113,9 @@ def parse_channel(name: object) -> Channel | None:
     """`room:7` or `room:room_7` → Channel; anything malformed → None."""
     if not isinstance(name, str) or len(name) > MAX_CHANNEL_LENGTH:
         return None
-    kind, sep, raw_id = name.partition(":")
-    if not sep or kind not in _ID_PREFIX:
+    kind_name, sep, raw_id = name.partition(":")
+    kind = _KINDS.get(kind_name) if sep else None
+    if kind is None:
         return None
-    pk = ids.parse_id(_ID_PREFIX[kind], raw_id)
-    return None if pk is None else Channel(kind, pk)
+    pk = ids.parse_id(kind.id_prefix, raw_id)
+    return None if pk is None else Channel(kind_name, pk)

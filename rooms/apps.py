@@ -6,6 +6,7 @@ class RoomsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from rooms import schema, signals  # noqa: F401 (schema registers itself with drf-spectacular)
+        from rooms import channels, schema, signals  # noqa: F401 (schema registers itself with drf-spectacular)
 
         signals.connect()
+        channels.register_kinds()

@@ -28,7 +28,7 @@ def test_every_client_frame_type_is_described():
 
 
 def test_every_server_frame_and_event_type_is_described():
-    event_types = {t for kind in channel_names.CATEGORIES.values() for types in kind.values() for t in types}
+    event_types = {t for kind in channel_names.kinds() for types in kind.categories.values() for t in types}
     assert set(asyncapi.validators(asyncapi.SERVER)) == SERVER_CONTROL_TYPES | event_types
 
 

@@ -134,3 +134,17 @@ def test_the_largest_64_bit_id_is_a_channel_and_one_more_is_not():
     assert parse_channel("room:9223372036854775807") == Channel("room", 9223372036854775807)
     assert parse_channel("room:9223372036854775808") is None
     assert parse_channel("room:10000000000000000000") is None
+
+
+def test_each_domain_app_registers_its_channel_kinds():
+    from realtime.channel_names import kinds
+    from rooms.channels import ConversationChannels, RoomChannels
+    from users.channels import UserChannels
+
+    assert {type(kind) for kind in kinds()} == {RoomChannels, ConversationChannels, UserChannels}
+    assert {kind.name: kind.id_prefix for kind in kinds()} == {"room": "room", "conversation": "conv", "user": "user"}
+
+
+def test_star_leaves_out_a_kinds_opt_in_categories():
+    assert parse_channel("room:1").star_categories == {"message", "room"}
+    assert parse_channel("user:1").star_categories == {"activity", "room"}

@@ -6,6 +6,7 @@ class UsersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from users import schema, signals  # noqa: F401 (schema registers itself with drf-spectacular)
+        from users import channels, schema, signals  # noqa: F401 (schema registers itself with drf-spectacular)
 
         signals.connect()
+        channels.register_kinds()
