@@ -9,6 +9,9 @@ from rooms.models import Conversation, Membership, Message, Room
 from users.models import User
 
 
+ROOM_ADMINS_ONLY = "Only the room's owner and admins can do this."
+
+
 def membership_of(user: User, room: Room) -> Membership | None:
     return Membership.objects.filter(room=room, user=user).first()
 
@@ -35,6 +38,32 @@ def can_manage_room(user: User, room: Room, membership: Membership | None = None
         return True
     membership = membership or membership_of(user, room)
     return membership is not None and membership.can_manage_room
+
+
+def membership_add_refusal(actor: User, room: Room, *, target: User, role: str) -> str | None:
+    """Why `actor` may not add `target` to `room` with `role`, or None when they may: anyone may join
+    a public room themselves as a member; otherwise the owner, admins and staff add people, and only
+    the owner (or staff) adds admins."""
+    if target == actor and role == Membership.Role.MEMBER and not room.is_private:
+        return None
+    membership = membership_of(actor, room)
+    if not can_manage_room(actor, room, membership):
+        return ROOM_ADMINS_ONLY
+    if role == Membership.Role.ADMIN and not (actor.is_staff or membership.role == Membership.Role.OWNER):
+        return "Only the room's owner can add admins."
+    return None
+
+
+def membership_remove_refusal(actor: User, membership: Membership) -> str | None:
+    """Why `actor` may not remove `membership`, or None: anyone may leave; the owner, admins and
+    staff remove others; nobody but staff removes the owner."""
+    if membership.user_id == actor.pk:
+        return None
+    if not can_manage_room(actor, membership.room):
+        return ROOM_ADMINS_ONLY
+    if membership.role == Membership.Role.OWNER and not actor.is_staff:
+        return "The room's owner cannot be removed."
+    return None
 
 
 def can_post_in_room(user: User, room: Room, membership: Membership | None = None) -> bool:

@@ -29,7 +29,7 @@ from rooms.models import Conversation, Membership, Message, Room
 from rooms.services import RemovalReason
 from users.models import User
 
-ROOM_ADMINS_ONLY = "Only the room's owner and admins can do this."
+ROOM_ADMINS_ONLY = access.ROOM_ADMINS_ONLY
 
 
 def _with_counts(rooms: QuerySet[Room], viewer: User) -> QuerySet[Room]:
@@ -124,13 +124,9 @@ class RoomMembersView(StrictQueryParamsMixin, generics.GenericAPIView):
         data = _validated(MembershipCreateSerializer, request)
         target = data.get("user_id", request.user)
         role = data.get("role", Membership.Role.MEMBER)
-        actor = access.membership_of(request.user, room)
-        joining_public_room = target == request.user and role == Membership.Role.MEMBER and not room.is_private
-        if not joining_public_room:
-            if not access.can_manage_room(request.user, room, actor):
-                raise PermissionDenied(ROOM_ADMINS_ONLY)
-            if role == Membership.Role.ADMIN and not (request.user.is_staff or actor.role == Membership.Role.OWNER):
-                raise PermissionDenied("Only the room's owner can add admins.")
+        refusal = access.membership_add_refusal(request.user, room, target=target, role=role)
+        if refusal:
+            raise PermissionDenied(refusal)
         membership, created = services.membership_add(room=room, user=target, role=role)
         return Response(
             MembershipSerializer(membership).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -144,15 +140,10 @@ class RoomMemberDetailView(generics.GenericAPIView):
     def delete(self, request: Request, room_id: int, user_id: int) -> Response:
         room = get_visible_room(request, room_id)
         membership = generics.get_object_or_404(Membership, room=room, user_id=user_id)
-        if user_id == request.user.pk:
-            reason = RemovalReason.LEFT
-        else:
-            actor = access.membership_of(request.user, room)
-            if not access.can_manage_room(request.user, room, actor):
-                raise PermissionDenied(ROOM_ADMINS_ONLY)
-            if membership.role == Membership.Role.OWNER and not request.user.is_staff:
-                raise PermissionDenied("The room's owner cannot be removed.")
-            reason = RemovalReason.REMOVED
+        refusal = access.membership_remove_refusal(request.user, membership)
+        if refusal:
+            raise PermissionDenied(refusal)
+        reason = RemovalReason.LEFT if user_id == request.user.pk else RemovalReason.REMOVED
         services.membership_remove(membership=membership, reason=reason)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
