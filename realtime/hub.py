@@ -106,7 +106,7 @@ class Hub:
             )
             self._spawn(self._receive_forever(), name="retrochat-hub")
             self._spawn(self._every(settings.RETROCHAT_LOG_POLL_SECONDS, self._catch_up), name="retrochat-catch-up")
-            self._spawn(self._every(presence.SWEEP_SECONDS, self._maintain_presence), name="retrochat-presence")
+            self._spawn(self._every(settings.RETROCHAT_PRESENCE_SWEEP, self._maintain_presence), name="retrochat-presence")
             self._spawn(self._every(settings.RETROCHAT_REVALIDATE_SECONDS, self._revalidate), name="retrochat-revalidate")
             self._spawn(self._every(settings.RETROCHAT_PRUNE_SECONDS, self._prune), name="retrochat-prune")
             self._spawn(self._every(GROUP_REASSERT_SECONDS, self._reassert_groups), name="retrochat-groups")
@@ -358,7 +358,7 @@ class Hub:
         """Keep this process's connections alive in the registry; take dead processes' users offline."""
         backend = presence.backend()
         now = time.monotonic()
-        if now - self._presence_refreshed_at >= presence.REFRESH_SECONDS:
+        if now - self._presence_refreshed_at >= presence.refresh_seconds():
             await backend.refresh([(c.user_id, c.connection_id) for c in self.connections])
             self._presence_refreshed_at = now
         for user_id in await backend.sweep():

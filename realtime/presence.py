@@ -2,9 +2,9 @@
 
 A user is online while at least one of their connections is open on any server process; they go
 offline when the last one closes. Each open connection is registered with an expiry that its
-process refreshes every REFRESH_SECONDS; a process that dies stops refreshing, its connections
-expire after TTL_SECONDS, and the sweep (every SWEEP_SECONDS, on every process) takes them offline:
-within TTL + SWEEP = 50 s of the last refresh, under the 60 s of the spec.
+process refreshes every TTL/3 (`refresh_seconds()`); a process that dies stops refreshing, its
+connections expire after RETROCHAT_PRESENCE_TTL, and the sweep (every RETROCHAT_PRESENCE_SWEEP, on
+every process) takes them offline: within TTL + SWEEP = 50 s of the last refresh, under 60 s.
 
 Two backends with one behaviour:
 - `LocalPresence`: this process's memory, the whole truth for the embedded default (one process);
@@ -24,19 +24,20 @@ import weakref
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from retrochat import redis_config
-from retrochat.env import env_int
 
 logger = logging.getLogger("retrochat.presence")
 
 ONLINE = "online"
 OFFLINE = "offline"
 
-# Overridable for tests that watch a process die; the defaults keep SPEC's 60 s with room to spare.
-TTL_SECONDS = env_int("RETROCHAT_PRESENCE_TTL", 40)
-SWEEP_SECONDS = env_int("RETROCHAT_PRESENCE_SWEEP", 10)
-REFRESH_SECONDS = max(1, TTL_SECONDS // 3)
+
+
+def refresh_seconds() -> int:
+    return max(1, settings.RETROCHAT_PRESENCE_TTL // 3)
 
 # What open() answers.
 LIMIT_REACHED = -1  # the user already has the maximum number of connections; nothing registered
@@ -157,7 +158,7 @@ class RedisPresence:
         now = time.time()
         return int(
             await self._client().eval(
-                _OPEN, 2, *self._keys(user_id), connection_id, f"{user_id}:{connection_id}", now, now + TTL_SECONDS, limit
+                _OPEN, 2, *self._keys(user_id), connection_id, f"{user_id}:{connection_id}", now, now + settings.RETROCHAT_PRESENCE_TTL, limit
             )
         )
 
@@ -168,7 +169,7 @@ class RedisPresence:
         return int(result) == 1
 
     async def refresh(self, connections: list[tuple[int, str]]) -> None:
-        expiry = time.time() + TTL_SECONDS
+        expiry = time.time() + settings.RETROCHAT_PRESENCE_TTL
         async with self._client().pipeline(transaction=False) as pipe:
             for user_id, connection_id in connections:
                 pipe.eval(_REFRESH, 2, *self._keys(user_id), connection_id, f"{user_id}:{connection_id}", expiry)
@@ -219,6 +220,14 @@ def backend() -> LocalPresence | RedisPresence:
             RedisPresence(settings.REDIS_URL, settings.REDIS_PREFIX) if settings.REDIS_URL else LocalPresence()
         )
     return _backend
+
+
+@receiver(setting_changed)
+def _forget_backend(setting: str, **kwargs: Any) -> None:
+    """Tests that change where presence lives get a backend for the new settings."""
+    global _backend
+    if setting in ("REDIS_URL", "REDIS_PREFIX"):
+        _backend = None
 
 
 def status_of(user_id: int) -> str:

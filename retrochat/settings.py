@@ -261,6 +261,12 @@ RETROCHAT_RECOVERY_MAX_EVENTS = env_int("RETROCHAT_RECOVERY_MAX_EVENTS", 1000)
 RETROCHAT_LOG_POLL_SECONDS = env_float("RETROCHAT_LOG_POLL_SECONDS", 0.5)
 RETROCHAT_PRUNE_SECONDS = env_float("RETROCHAT_PRUNE_SECONDS", 60.0)
 
+# Presence: a connection's registration expires after TTL unless its process refreshes it (every
+# TTL/3); every process sweeps expired ones every SWEEP seconds. A dead process's users go offline
+# within TTL + SWEEP (50 s by default).
+RETROCHAT_PRESENCE_TTL = env_int("RETROCHAT_PRESENCE_TTL", 40)
+RETROCHAT_PRESENCE_SWEEP = env_int("RETROCHAT_PRESENCE_SWEEP", 10)
+
 RETROCHAT_METRICS_TOKEN = env_str("RETROCHAT_METRICS_TOKEN")
 
 # --- Logging --------------------------------------------------------------------------------
