@@ -1,4 +1,4 @@
-"""Who is connecting: the WebSocket handshake's credentials (SPEC §1), in the order the spec gives.
+"""Who is connecting: the WebSocket handshake's credentials, in the order the spec gives.
 
 1. `Authorization: Bearer <key>`;
 2. the subprotocol pair `retrochat.v1, bearer.<key>` (browsers cannot set headers); the server

@@ -1,4 +1,4 @@
-"""Event shapes (SPEC §3.3): the one module that builds the `type`, `channel` and `data` of events.
+"""Event shapes: the one module that builds the `type`, `channel` and `data` of events.
 
 Payloads reuse the REST serializers, so an event's `data` is exactly what REST returns for the
 same object.
@@ -13,6 +13,8 @@ from django.utils import timezone
 from realtime import channel_names, presence
 from realtime.channel_names import Channel
 from retrochat import ids
+from rooms.api.serializers import MessageSerializer, RoomSharedSerializer
+from users.api.serializers import UserSerializer
 from retrochat.timestamps import format_timestamp
 
 
@@ -46,8 +48,6 @@ def _message_channel(message: Any) -> Channel:
 
 
 def message_saved(message: Any, *, created: bool) -> Event:
-    from rooms.api.serializers import MessageSerializer
-
     event_type = "message:new" if created else "message:updated"
     return Event(event_type, _message_channel(message), dict(MessageSerializer(message).data))
 
@@ -65,8 +65,6 @@ def message_deleted(message: Any, *, deleted_at: datetime) -> Event:
 
 def _room_data(room: Any) -> dict[str, Any]:
     """The room as REST returns it, without the viewer's `is_member`: an event has no single viewer."""
-    from rooms.api.serializers import RoomSharedSerializer
-
     data = dict(RoomSharedSerializer(room).data)
     if getattr(room, "member_count", None) is not None:
         # The serializer trusts a `member_count` annotated when the room was loaded (REST views and
@@ -101,8 +99,6 @@ def _room_deleted_data(room_id: int, reason: str) -> dict[str, Any]:
 
 def user_updated(user: Any, *, room_ids: Iterable[int] = ()) -> list[Event]:
     """On the user's own channel, then (the same data) on each room they are a member of."""
-    from users.api.serializers import UserSerializer
-
     profile = dict(UserSerializer(user).data)
     data = {
         "user_id": profile.pop("id"),

@@ -1,4 +1,4 @@
-"""Per-connection limits (SPEC §3.5): a token bucket for client frames and the abuse rule.
+"""Per-connection limits: a token bucket for client frames and the abuse rule.
 
 A frame over the rate is dropped and answered RATE_LIMITED; the connection stays open. A client
 that keeps sending over the rate for `ABUSE_SECONDS` seconds in a row is closed with 4029: a burst

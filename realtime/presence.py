@@ -1,4 +1,4 @@
-"""Who is online (SPEC §3.6).
+"""Who is online.
 
 A user is online while at least one of their connections is open on any server process; they go
 offline when the last one closes. Each open connection is registered with an expiry that its

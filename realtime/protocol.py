@@ -1,4 +1,4 @@
-"""The realtime wire protocol (SPEC §3.1–3.4): parsing client frames and building server frames.
+"""The realtime wire protocol: parsing client frames and building server frames.
 
 Pure functions, no I/O, so every rule is testable on its own. Server control frames are encoded
 with `ensure_ascii=True`: they may echo client text (a `ref`), and escaping keeps them valid UTF-8
@@ -19,7 +19,7 @@ MAX_REF_LENGTH = 64
 MAX_EPOCH_LENGTH = 32
 ALL_EVENTS = "*"
 
-# Stable error codes (SPEC §3.4).
+# Stable error codes.
 UNAUTHORIZED = "UNAUTHORIZED"
 FORBIDDEN_ORIGIN = "FORBIDDEN_ORIGIN"
 INVALID_JSON = "INVALID_JSON"
@@ -95,7 +95,7 @@ def _short(exc: Exception) -> str:
 
 
 def parse_frame(value: Any) -> ClientFrame:
-    """A decoded JSON value → ClientFrame, or ProtocolError with the code of SPEC §3.4."""
+    """A decoded JSON value → ClientFrame, or ProtocolError with its documented code."""
     if not isinstance(value, dict):
         raise ProtocolError(INVALID_FRAME, "A frame must be a JSON object.")
     ref = value.get("ref")

@@ -1,4 +1,4 @@
-"""Graceful shutdown (SPEC §3.4 close codes 1001/1012): the server sends every WebSocket a close
+"""Graceful shutdown: the server sends every WebSocket a close
 frame (uvicorn: 1012, daphne: 1001, retrochat/serve.py) so that clients reconnect elsewhere; this module then waits for
 the consumers to finish (each cleans up its own presence on disconnect) and cleans up the presence
 of any that did not answer in time, at once rather than by expiry."""

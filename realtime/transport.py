@@ -3,7 +3,7 @@ when Django starts, so that they hold whichever server `retrochat.serve` runs.
 
 1. daphne: autobahn's `sendClose()` accepts only the application close codes 1000 and 3000–4999,
    so daphne raises (a traceback in the log, and no close frame for the client) when the
-   application closes with a protocol code that SPEC §3.4 promises: 1009 for a frame over the size
+   application closes with a protocol code that the protocol promises: 1009 for a frame over the size
    limit, 1001/1012 when the server goes away or restarts. A server may send those codes (RFC 6455
    §7.4.1): send the close frame itself, as autobahn does internally.
 2. Both: the application cannot see or abort the socket through ASGI, yet a peer that never reads

@@ -1,4 +1,4 @@
-"""Typed readers for configuration taken from the environment (SPEC §4)."""
+"""Typed readers for configuration taken from the environment."""
 import os
 
 from django.core.exceptions import ImproperlyConfigured

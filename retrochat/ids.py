@@ -21,15 +21,13 @@ def format_id(prefix: str, pk: int) -> str:
     return f"{prefix}_{pk}"
 
 
-def parse_id(prefix: str, value: object, *, allow_bare: bool = True) -> int | None:
+def parse_id(prefix: str, value: object) -> int | None:
     """`7` or `room_7` (for prefix `room`) → 7; anything else → None."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
     text = str(value)
     if text.startswith(prefix + "_"):
         text = text[len(prefix) + 1 :]
-    elif not allow_bare:
-        return None
     if not _NUMBER_RE.fullmatch(text) or int(text) > MAX_ID:
         return None
     return int(text)

@@ -1,4 +1,4 @@
-"""RetroChat settings, read from the environment (SPEC §4, README "Configuration").
+"""RetroChat settings, read from the environment (README "Configuration").
 
 Embedded default: SQLite file in the project and the in-process channel layer (one process).
 DATABASE_URL switches to PostgreSQL and REDIS_URL to channels-redis (many processes).
@@ -62,6 +62,8 @@ RETROCHAT_ALLOWED_ORIGINS = [
 ]
 
 INSTALLED_APPS = [
+    # Not the production server (retrochat/serve.py runs uvicorn by default): listed so that
+    # `manage.py runserver` serves WebSockets too during development, as Channels documents.
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -231,14 +233,14 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# --- Realtime limits (SPEC §3.5) ------------------------------------------------------------
+# --- Realtime limits ------------------------------------------------------------
 RETROCHAT_MAX_FRAME_BYTES = env_int("RETROCHAT_MAX_FRAME_BYTES", 65536)
 RETROCHAT_MAX_SUBSCRIPTIONS = env_int("RETROCHAT_MAX_SUBSCRIPTIONS", 100)
 RETROCHAT_RATE_PER_SECOND = env_int("RETROCHAT_RATE_PER_SECOND", 20)
 RETROCHAT_RATE_BURST = env_int("RETROCHAT_RATE_BURST", 40)
 RETROCHAT_MAX_CONNECTIONS_PER_USER = env_int("RETROCHAT_MAX_CONNECTIONS_PER_USER", 50)
 # The server pings every interval and drops a peer that has not answered within the timeout
-# (retrochat/serve.py passes both to daphne).
+# (retrochat/serve.py gives both to the WebSocket server, uvicorn or daphne).
 RETROCHAT_HEARTBEAT_INTERVAL = env_int("RETROCHAT_HEARTBEAT_INTERVAL", 25)
 RETROCHAT_HEARTBEAT_TIMEOUT = env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20)
 

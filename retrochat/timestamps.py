@@ -1,4 +1,4 @@
-"""The one timestamp format of the API: ISO 8601 in UTC with a `Z` (SPEC §2), as DRF renders it."""
+"""The one timestamp format of the API: ISO 8601 in UTC with a `Z`, as DRF renders it."""
 from datetime import datetime
 
 from rest_framework.fields import DateTimeField

@@ -1,4 +1,4 @@
-"""Who may see and change what (SPEC §2, §3.3). REST views and the realtime layer both ask here.
+"""Who may see and change what. REST views and the realtime layer both ask here.
 
 Rule of thumb for callers: what a user may not *see* answers 404; what they may see but not
 *change* answers 403.

@@ -1,4 +1,4 @@
-"""Turn committed changes of rooms, memberships and messages into events (SPEC §3.3).
+"""Turn committed changes of rooms, memberships and messages into events.
 
 Receivers only map a row to its event(s) and hand them to `publish_on_commit`. They run for every
 write path alike: services, the admin and plain ORM code.

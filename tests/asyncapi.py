@@ -1,4 +1,4 @@
-"""Frames checked against docs/asyncapi.yaml (SPEC §6): every frame a live test sends or receives.
+"""Frames checked against docs/asyncapi.yaml: every frame a live test sends or receives.
 
 The document is loaded once. A frame is matched to its message by `type` within its direction
 (client frames are what the server receives, server frames what it sends) and validated against

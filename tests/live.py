@@ -1,4 +1,4 @@
-"""Real server processes for live tests: `python -m retrochat.serve` (daphne) on a free port.
+"""Real server processes for live tests: `python -m retrochat.serve` (uvicorn, or daphne with RETROCHAT_SERVER) on a free port.
 
 The server shares the test database (a file for SQLite, the test database for PostgreSQL) and,
 when REDIS_URL is set, Redis. Tests talk to it only as clients do: real HTTP and a real WebSocket
@@ -137,7 +137,7 @@ class LiveServer:
 
 async def recv_json(ws: ClientConnection, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
     frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-    check_server_frame(frame)  # docs/asyncapi.yaml (SPEC §6)
+    check_server_frame(frame)  # docs/asyncapi.yaml
     return frame
 
 
@@ -150,7 +150,7 @@ async def assert_no_frame(ws: ClientConnection, seconds: float = 0.3) -> None:
 
 
 async def send_json(ws: ClientConnection, frame: Any) -> None:
-    check_client_frame(frame)  # docs/asyncapi.yaml (SPEC §6); hostile tests send raw text with ws.send
+    check_client_frame(frame)  # docs/asyncapi.yaml; hostile tests send raw text with ws.send
     await ws.send(json.dumps(frame))
 
 
@@ -183,7 +183,7 @@ class _AnyText:
 
 
 class _Timestamp:
-    """Equal to an ISO 8601 UTC timestamp ending in `Z` (SPEC §2)."""
+    """Equal to an ISO 8601 UTC timestamp ending in `Z`."""
 
     _PATTERN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 

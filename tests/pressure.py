@@ -1,4 +1,4 @@
-"""Helpers for live tests of peers that do not read, reset or vanish (SPEC §3.8): a server of
+"""Helpers for live tests of peers that do not read, reset or vanish: a server of
 either kind, /metrics as a client reads it, and a flood of events that a good reader must keep
 receiving one by one."""
 import asyncio

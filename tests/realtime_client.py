@@ -49,7 +49,7 @@ TEXT = _HumanText()
 
 
 def error(code: str, ref: str | int | None = None) -> dict[str, Any]:
-    """The error frame of SPEC §3.2, with its human-readable message left open."""
+    """The error frame, with its human-readable message left open."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": TEXT}
     if ref is not None:
         frame["ref"] = ref

@@ -1,5 +1,5 @@
 """The Django admin manages users, keys (revoke, never reveal), rooms, memberships, conversations
-and messages (SPEC §4)."""
+and messages."""
 from dataclasses import dataclass
 
 import pytest

@@ -1,4 +1,4 @@
-"""REST: direct conversations and their messages (SPEC §2)."""
+"""REST: direct conversations and their messages."""
 from datetime import UTC, datetime
 
 import pytest

@@ -1,4 +1,4 @@
-"""REST: room message history, posting, and single messages (SPEC §2, §3.3)."""
+"""REST: room message history, posting, and single messages."""
 import base64
 from datetime import UTC, datetime
 

@@ -1,4 +1,4 @@
-"""REST: rooms and their members (SPEC §2)."""
+"""REST: rooms and their members."""
 from datetime import UTC, datetime
 
 import pytest
@@ -16,7 +16,7 @@ OWNER_ADDS_ADMINS = {"code": "FORBIDDEN", "message": "Only the room's owner can 
 OWNER_CANNOT_BE_REMOVED = {"code": "FORBIDDEN", "message": "The room's owner cannot be removed."}
 VALIDATION_ERROR = {"code": "VALIDATION_ERROR", "message": "The request is not valid; see details."}
 
-# The two forms of an id that every URL path accepts (SPEC §2).
+# The two forms of an id that every URL path accepts.
 ID_FORMS = [pytest.param(str, id="bare"), pytest.param(lambda pk: f"room_{pk}", id="prefixed")]
 
 

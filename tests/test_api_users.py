@@ -1,4 +1,4 @@
-"""REST: users, API keys and the behaviour every endpoint shares (SPEC §2)."""
+"""REST: users, API keys and the behaviour every endpoint shares."""
 import re
 from datetime import UTC, datetime
 

@@ -1,4 +1,4 @@
-"""docs/asyncapi.yaml (SPEC §6): a valid AsyncAPI 3.0.0 document that describes every frame type
+"""docs/asyncapi.yaml: a valid AsyncAPI 3.0.0 document that describes every frame type
 of realtime/protocol.py. That live frames match it is checked by tests/live.py on every frame."""
 import json
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""API-key and session authentication over REST (SPEC §1)."""
+"""API-key and session authentication over REST."""
 import logging
 import re
 import sys

@@ -1,4 +1,4 @@
-"""Channel names (SPEC §2, §3.3, §3.4 INVALID_CHANNEL): a strict grammar of kind, colon and a
+"""Channel names: a strict grammar of kind, colon and a
 positive id, bare or prefixed, always named back canonically."""
 import re
 

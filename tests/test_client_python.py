@@ -1,4 +1,4 @@
-"""The Python client (clients/python, SPEC §5) against real server processes: subscribing, exact
+"""The Python client (clients/python) against real server processes: subscribing, exact
 events, reconnecting through restarts with recovery, the not-recovered signal, stopping on 4001,
 de-duplication and dead-peer detection."""
 import asyncio

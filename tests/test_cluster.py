@@ -1,4 +1,4 @@
-"""Many processes (SPEC §3.6, ARCHITECTURE "Scale-out model"): two real server processes share one
+"""Many processes: two real server processes share one
 Redis and one database. These need REDIS_URL (the in-process channel layer cannot cross processes);
 .ci/run sets it, and a set REDIS_URL that does not answer fails the run (tests/conftest.py)."""
 import asyncio

@@ -1,4 +1,4 @@
-"""Management commands that operators and `make run` rely on (SPEC §4)."""
+"""Management commands that operators and `make run` rely on."""
 import io
 import re
 

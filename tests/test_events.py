@@ -1,4 +1,4 @@
-"""Events as specified (SPEC §2, §3.3): every change emits exactly one event per channel, with the
+"""Events as specified: every change emits exactly one event per channel, with the
 exact frame, whichever way it was made (REST, the Django admin, plain ORM code); nothing is sent for
 a rolled-back change; deleting a room sends `room:deleted` and nothing else.
 
@@ -48,7 +48,7 @@ ISO_TIMESTAMP = _IsoTimestamp()
 
 
 def iso(value: datetime) -> str:
-    """How SPEC §2 writes a timestamp: ISO 8601 in UTC with a `Z`."""
+    """How the API writes a timestamp: ISO 8601 in UTC with a `Z`."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -258,7 +258,7 @@ def user_updated_frame(pk: int) -> dict[str, Any]:
 
 
 def canonical(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Frames in a fixed order: SPEC §3.3 orders events within a channel, not across channels."""
+    """Frames in a fixed order: the protocol orders events within a channel, not across channels."""
     return sorted(frames, key=lambda frame: (frame["channel"], frame["type"], frame["data"].get("id", "")))
 
 

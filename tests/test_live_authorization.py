@@ -1,4 +1,4 @@
-"""Who may connect and who may subscribe to what (SPEC §1, §3.3), over a real server process."""
+"""Who may connect and who may subscribe to what, over a real server process."""
 import asyncio
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -64,7 +64,7 @@ ONLINE = {"status": "online", "last_seen_at": None}
 
 
 def matrix(p: SimpleNamespace) -> list[tuple[str, str, str, dict[str, dict]]]:
-    """(channel as sent, event, canonical channel, {who: expected reply without ref}) — SPEC §3.3."""
+    """(channel as sent, event, canonical channel, {who: expected reply without ref})."""
     everyone = ("owner", "member", "outsider", "staff")
     public, private, conv = f"room:{p.public.pk}", f"room:{p.private.pk}", f"conversation:{p.conversation.pk}"
     owner_user = f"user:{p.owner.pk}"

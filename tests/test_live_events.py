@@ -1,4 +1,4 @@
-"""Every event type of SPEC §3.3, end to end: a real server process, real HTTP, real WebSockets.
+"""Every event type, end to end: a real server process, real HTTP, real WebSockets.
 
 Each change is made the way a client or an operator makes it (REST, the Django admin over HTTP) and
 each event is compared whole with what REST answers for the same object.

@@ -1,4 +1,4 @@
-"""Hostile clients against the real server (SPEC §3.4, §3.5): every bad input gets its documented
+"""Hostile clients against the real server: every bad input gets its documented
 answer, the connection survives what the spec says it survives, and the server log stays free of
 tracebacks."""
 import asyncio

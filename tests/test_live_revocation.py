@@ -1,5 +1,4 @@
-"""Losing a credential or an access right takes effect on open sockets at once (SPEC §1, §2, §3.2,
-§3.4): revoked keys and deactivated users are closed with 4001, lost channels are unsubscribed."""
+"""Losing a credential or an access right takes effect on open sockets at once: revoked keys and deactivated users are closed with 4001, lost channels are unsubscribed."""
 import asyncio
 import time
 from contextlib import AsyncExitStack

@@ -1,4 +1,4 @@
-"""Slow consumers against real servers, uvicorn and daphne (SPEC §3.8): a client that stops
+"""Slow consumers against real servers, uvicorn and daphne: a client that stops
 reading is closed with 4008 (or, if it never reads its close either, its transport is aborted),
 while everybody else's events keep arriving one by one; the server's memory and connection count
 stay bounded."""

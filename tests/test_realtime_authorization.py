@@ -1,4 +1,4 @@
-"""Who may subscribe to what (SPEC §3.3), checked at every `subscribe`.
+"""Who may subscribe to what, checked at every `subscribe`.
 
 The cast: ada owns a public and a private room, bob is a member of both and talks with ada in a
 conversation, cy is an outsider and root is staff (not a member of anything).

@@ -1,4 +1,4 @@
-"""Delivery of events to connections (SPEC §3.2, §3.3, §3.6).
+"""Delivery of events to connections.
 
 Exactly the connections holding a matching filter get an event, once each, whatever the overlap of
 their filters, and with the very frame the channel layer carries. Changes are made the way any code
@@ -65,7 +65,7 @@ async def w() -> World:
 
 
 def message_frame(message: Message, event_type: str = "message:new") -> dict:
-    """The `message:new` / `message:updated` frame, built here from the row (SPEC §3.3)."""
+    """The `message:new` / `message:updated` frame, built here from the row."""
     message.refresh_from_db()
     where = {"room_id": f"room_{message.room_id}"} if message.room_id else {"conversation_id": f"conv_{message.conversation_id}"}
     channel = f"room:{message.room_id}" if message.room_id else f"conversation:{message.conversation_id}"

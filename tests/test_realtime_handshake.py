@@ -1,6 +1,6 @@
-"""The WebSocket handshake (SPEC §1, §3.2, §3.4): who may connect, how, and what they are told.
+"""The WebSocket handshake: who may connect, how, and what they are told.
 
-Credentials are tried in the order of SPEC §1: the `Authorization` header, the subprotocol pair
+Credentials are tried in this order: the `Authorization` header, the subprotocol pair
 `retrochat.v1, bearer.<key>`, then a Django session cookie from an Origin of this site. A refused
 handshake is accepted first, so that the client reads the reason: one error frame, then a close
 with the code of §3.4.

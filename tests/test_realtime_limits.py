@@ -1,4 +1,4 @@
-"""Per-connection limits (SPEC §3.4, §3.5): subscriptions per connection and client frames per second.
+"""Per-connection limits: subscriptions per connection and client frames per second.
 
 (Frame size is in test_realtime_protocol.py, connections per user in test_realtime_handshake.py.)
 The token bucket itself, `realtime.limits.FrameRateLimiter`, is tested with a fake clock.

@@ -1,4 +1,4 @@
-"""The client frames and their replies (SPEC §3.1, §3.2) and every way a frame can be wrong (§3.4).
+"""The client frames and their replies and every way a frame can be wrong (§3.4).
 
 An error about one frame never closes the connection (except a frame over the size limit): each
 hostile-input test ends by proving that a `ping` still gets its `pong`.
@@ -520,7 +520,7 @@ async def test_nothing_is_answered_after_a_frame_too_large(ada, settings):
         await ws.assert_silent()
 
 
-# --- missed-event recovery (SPEC §3.7) is not built yet: the answer says so ---------------------
+# --- missed-event recovery is not built yet: the answer says so ---------------------
 
 
 async def test_subscribe_with_since_answers_recovered_false(ada):

@@ -1,4 +1,4 @@
-"""Configuration from the environment (SPEC §3.5, §4)."""
+"""Configuration from the environment."""
 import runpy
 from pathlib import Path
 

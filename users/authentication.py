@@ -1,4 +1,4 @@
-"""DRF authentication by `Authorization: Bearer <api key>` (SPEC §1)."""
+"""DRF authentication by `Authorization: Bearer <api key>`."""
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 

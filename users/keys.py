@@ -1,4 +1,4 @@
-"""API key format, hashing and verification (SPEC §1).
+"""API key format, hashing and verification.
 
 A key is `rc_` + 43 URL-safe characters from `secrets` (256 bits). The database keeps the first
 11 characters as a lookup prefix and a SHA-256 digest of the whole key: keys are random, so a fast

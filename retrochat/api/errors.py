@@ -1,4 +1,4 @@
-"""One error body everywhere: `{"code": "NOT_FOUND", "message": "…", "details": {…}}` (SPEC §2).
+"""One error body everywhere: `{"code": "NOT_FOUND", "message": "…", "details": {…}}`.
 
 Every exception raised in an API view ends here, DRF's own included. Unexpected exceptions are
 logged with their traceback and answered with a generic INTERNAL_ERROR: a client never sees one.
@@ -24,12 +24,6 @@ logger = logging.getLogger("retrochat.api")
 UNAUTHORIZED_MESSAGE = "Authentication credentials were not provided or are not valid."
 
 
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state of the resource."
-    default_code = "conflict"
-
-
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is larger than the server accepts."
@@ -49,7 +43,6 @@ _CODES: list[tuple[type[exceptions.APIException], str, str | None]] = [
     (exceptions.NotAcceptable, "NOT_ACCEPTABLE", None),
     (exceptions.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", None),
     (exceptions.Throttled, "RATE_LIMITED", "Too many writes; retry after the number of seconds in Retry-After."),
-    (Conflict, "CONFLICT", None),
     (PayloadTooLarge, "PAYLOAD_TOO_LARGE", None),
 ]
 

@@ -1,4 +1,4 @@
-"""Per-user throttling of REST writes (`RETROCHAT_WRITE_THROTTLE`, SPEC §3.5)."""
+"""Per-user throttling of REST writes (`RETROCHAT_WRITE_THROTTLE`)."""
 import logging
 from typing import Any
 

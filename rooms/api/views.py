@@ -1,4 +1,4 @@
-"""Rooms, memberships, conversations and messages over REST (SPEC §2). Views are thin: they parse,
+"""Rooms, memberships, conversations and messages over REST. Views are thin: they parse,
 check access (rooms/access.py) and call a service (rooms/services.py)."""
 from typing import Any
 

@@ -1,5 +1,5 @@
 """asyncio client for the RetroChat realtime API: states, reconnect with backoff, resubscribe with
-recovery, dead-peer detection and de-duplication (SPEC §5)."""
+recovery, dead-peer detection and de-duplication."""
 from retrochat_client.client import Client, Subscription, backoff_delay
 from retrochat_client.types import (
     ClientClosed,

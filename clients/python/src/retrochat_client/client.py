@@ -1,6 +1,6 @@
 """The client: one WebSocket to /v1/realtime, reconnected for as long as the client is open.
 
-How it keeps the promise of SPEC §5 and §3.7:
+How it keeps the delivery promise of docs/realtime.md:
 
 - Each subscription remembers the position (epoch, offset) of the newest event it has, and drops
   any event at or before it (de-duplication by offset). Presence events carry no offset and always
@@ -51,10 +51,10 @@ from retrochat_client.types import (
 logger = logging.getLogger("retrochat_client")
 
 ALL_EVENTS = "*"
-# Event filter categories and the event types they cover (SPEC §3.3, §3.6).
+# Event filter categories and the event types they cover.
 CATEGORY_PREFIXES = {"message": "message:", "room": "room:", "activity": "user:"}
 
-# Close codes (SPEC §3.4) and what the client does about them.
+# Close codes and what the client does about them.
 STOP_CODES = frozenset({4001, 4003})  # unauthorized, forbidden origin: retrying the same credential is pointless
 BACK_OFF_CODES = frozenset({4029, 1013})  # rate or connection limit, try again later: start further up the backoff
 BACK_OFF_FLOOR_STEPS = 3  # after 4029/1013 the first wait is drawn from [0, 8 s] rather than [0, 1 s]

@@ -1,5 +1,5 @@
 """What the client hands to applications: stream positions, events, subscription signals, states
-and errors. Payload shapes follow the server's SPEC §3.3 and docs/asyncapi.yaml."""
+and errors. Payload shapes follow docs/realtime.md and docs/asyncapi.yaml."""
 from __future__ import annotations
 
 import enum
