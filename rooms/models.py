@@ -6,12 +6,13 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from retrochat.tracking import TracksChanges
 from users.validators import MULTILINE_VALIDATORS, NAME_VALIDATORS, validate_visible
 
 MAX_MESSAGE_LENGTH = 4000
 
 
-class Room(models.Model):
+class Room(TracksChanges):
     """A chat room. Public rooms are visible to every user; private ones to members and staff."""
 
     name = models.CharField(max_length=100, validators=NAME_VALIDATORS)
@@ -32,17 +33,21 @@ class Room(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @classmethod
-    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
-        instance = super().from_db(db, field_names, values)
-        # Remembered so that making a room private can re-check who may still watch it.
-        instance._loaded_is_private = instance.__dict__.get("is_private")
-        return instance
+    # Tracked so that making a room private re-checks who may still watch it.
+    TRACKED_FIELDS = ("is_private",)
 
     def became_private(self) -> bool:
         # An unknown earlier state (a deferred field, an instance not loaded from the database)
         # counts as a change: re-checking watchers costs little, missing a change leaks the room.
-        return bool(self.is_private) and getattr(self, "_loaded_is_private", None) is not True
+        return bool(self.is_private) and self.was("is_private") is not True
+
+
+class RemovalReason:
+    """`reason` of the `room:deleted` event on a user's own feed."""
+
+    DELETED = "deleted"  # the room itself was deleted
+    LEFT = "left"  # the user left
+    REMOVED = "removed"  # someone else removed the user
 
 
 class Membership(models.Model):
@@ -54,6 +59,9 @@ class Membership(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    # Not a column: why this membership is being deleted, for the `room:deleted` event on the
+    # member's own feed. `membership_remove` sets it; other deletes (admin, ORM) are removals.
+    removal_reason: str = RemovalReason.REMOVED
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -121,7 +129,7 @@ class Conversation(models.Model):
         super().save(*args, **kwargs)
 
 
-class Message(models.Model):
+class Message(TracksChanges):
     """A message in exactly one room or one conversation (a database check constraint)."""
 
     room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.CASCADE, related_name="messages")
@@ -156,11 +164,7 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.author}: {self.content[:40]}"
 
-    @classmethod
-    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
-        instance = super().from_db(db, field_names, values)
-        instance._loaded_content = instance.__dict__.get("content")
-        return instance
+    TRACKED_FIELDS = ("content",)
 
     def content_edited(self, update_fields: Any = None) -> bool:
         """Whether this save changes the content of an existing message."""
@@ -169,7 +173,7 @@ class Message(models.Model):
         if update_fields is not None and "content" not in update_fields:
             return False
         # An instance not loaded from the database has no snapshot: its save overwrites the content.
-        return getattr(self, "_loaded_content", None) != self.content
+        return self.changed("content")
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         # Here rather than in the service, so that edits through the admin and plain ORM code also
@@ -180,7 +184,6 @@ class Message(models.Model):
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "edited_at"}
         super().save(*args, **kwargs)
-        self._loaded_content = self.content
 
     def clean(self) -> None:
         self.content = self.content.strip()

@@ -7,16 +7,10 @@ Services never use QuerySet.update() or bulk_create() on watched rows: those fir
 """
 from django.db import IntegrityError, transaction
 
-from rooms.models import Conversation, Membership, Message, Room
+from retrochat.tracking import model_update
+
+from rooms.models import Conversation, Membership, Message, RemovalReason, Room
 from users.models import User
-
-
-class RemovalReason:
-    """`reason` of the `room:deleted` event on a user's own feed."""
-
-    DELETED = "deleted"  # the room itself was deleted
-    LEFT = "left"  # the user left
-    REMOVED = "removed"  # someone else removed the user
 
 
 @transaction.atomic
@@ -30,12 +24,9 @@ def room_create(*, creator: User, name: str, topic: str = "", is_private: bool =
 
 @transaction.atomic
 def room_update(*, room: Room, name: str | None = None, topic: str | None = None, is_private: bool | None = None) -> Room:
+    """Change what is given; unchanged values save nothing and send no `room:updated`."""
     changes = {k: v for k, v in {"name": name, "topic": topic, "is_private": is_private}.items() if v is not None}
-    for field, value in changes.items():
-        setattr(room, field, value)
-    if changes:
-        room.full_clean()
-        room.save(update_fields=[*changes, "updated_at"])
+    model_update(instance=room, data=changes)
     return room
 
 
@@ -62,8 +53,7 @@ def membership_add(*, room: Room, user: User, role: str = Membership.Role.MEMBER
 
 @transaction.atomic
 def membership_remove(*, membership: Membership, reason: str) -> None:
-    # The receiver reads the reason from the instance; admin and ORM deletes default to "removed".
-    membership.removal_reason = reason
+    membership.removal_reason = reason  # the receiver announces it; admin and ORM deletes say "removed"
     membership.delete()
 
 
@@ -97,10 +87,7 @@ def message_create(
 @transaction.atomic
 def message_update(*, message: Message, content: str) -> Message:
     """Change the content; the same content (after trimming) changes nothing and sends no event."""
-    message.content = content
-    message.full_clean()
-    if message.content_edited():  # Message.save sets edited_at
-        message.save(update_fields=["content", "updated_at"])
+    model_update(instance=message, data={"content": content})  # Message.save sets edited_at
     return message
 
 

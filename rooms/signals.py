@@ -17,7 +17,7 @@ from realtime import channel_names, events, presence
 from realtime.control import AccessChanged, ChannelDeleted
 from realtime.publish import control_on_commit, presence_on_commit, publish_on_commit
 from rooms.models import Conversation, Membership, Message, Room
-from rooms.services import RemovalReason
+from rooms.models import RemovalReason
 
 
 def _deleted_through(origin: Any, model: type[Model]) -> bool:
@@ -41,7 +41,6 @@ def message_deleted(sender: type, instance: Message, using: str | None = None, o
 
 def room_saved(sender: type, instance: Room, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
     became_private = instance.became_private()
-    instance._loaded_is_private = instance.is_private  # later saves of this instance compare with this one
     # A new room is announced by its first membership (room:created on the owner's feed).
     if raw or created:
         return
@@ -82,7 +81,7 @@ def membership_deleted(sender: type, instance: Membership, using: str | None = N
             events.room_left(instance.room_id, user_id=instance.user_id, reason=RemovalReason.DELETED), using=using
         )
         return
-    reason = getattr(instance, "removal_reason", RemovalReason.REMOVED)
+    reason = instance.removal_reason
     if instance.room.is_private:  # a former member may no longer watch it; first, as in room_saved
         control_on_commit(AccessChanged(str(channel_names.room(instance.room_id)), instance.user_id), using=using)
     publish_on_commit(events.room_left(instance.room_id, user_id=instance.user_id, reason=reason), using=using)

@@ -2,10 +2,11 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
 
+from retrochat.tracking import TracksChanges
 from users.validators import NAME_VALIDATORS, validate_plain_text
 
 
-class User(AbstractUser):
+class User(TracksChanges, AbstractUser):
     """A RetroChat user: a person or a bot, authenticated by API keys or a session."""
 
     display_name = models.CharField(max_length=100, blank=True, validators=NAME_VALIDATORS)
@@ -16,22 +17,10 @@ class User(AbstractUser):
 
     # The fields of the public profile: a change to any of them is a `user:updated` event.
     PROFILE_FIELDS = ("username", "display_name", "avatar_url")
-
-    @classmethod
-    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
-        instance = super().from_db(db, field_names, values)
-        instance._loaded_profile = instance.profile_snapshot()
-        instance._loaded_is_active = instance.__dict__.get("is_active")
-        return instance
+    TRACKED_FIELDS = (*PROFILE_FIELDS, "is_active")
 
     def was_deactivated(self) -> bool:
-        return not self.is_active and getattr(self, "_loaded_is_active", False) is True
-
-    def profile_snapshot(self) -> tuple:
-        return tuple(self.__dict__.get(name) for name in self.PROFILE_FIELDS)
-
-    def profile_changed_since_load(self) -> bool:
-        return getattr(self, "_loaded_profile", None) != self.profile_snapshot()
+        return not self.is_active and self.was("is_active") is True
 
     def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         if self._state.adding and not self.display_name:

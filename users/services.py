@@ -4,6 +4,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from retrochat.tracking import model_update
 from users import keys
 from users.models import ApiKey, User
 
@@ -20,11 +21,7 @@ def user_create(*, username: str, display_name: str = "", **extra: object) -> Us
 @transaction.atomic
 def user_update_profile(*, user: User, display_name: str | None = None, avatar_url: str | None = None) -> User:
     changes = {k: v for k, v in {"display_name": display_name, "avatar_url": avatar_url}.items() if v is not None}
-    for field, value in changes.items():
-        setattr(user, field, value)
-    if changes:
-        user.full_clean(exclude=["password"])
-        user.save(update_fields=list(changes))
+    model_update(instance=user, data=changes, exclude_from_clean=["password"])
     return user
 
 

@@ -16,11 +16,8 @@ from users.models import ApiKey, User
 
 
 def user_saved(sender: type, instance: User, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
-    changed = instance.profile_changed_since_load()
+    changed = instance.changed(*User.PROFILE_FIELDS)
     deactivated = instance.was_deactivated()
-    # From now on, compare with what was just saved: a second save() of the same change is not news.
-    instance._loaded_profile = instance.profile_snapshot()
-    instance._loaded_is_active = instance.is_active
     if raw or created:
         return
     if deactivated:

@@ -26,7 +26,7 @@ from rooms.api.serializers import (
     RoomUpdateSerializer,
 )
 from rooms.models import Conversation, Membership, Message, Room
-from rooms.services import RemovalReason
+from rooms.models import RemovalReason
 from users.models import User
 
 ROOM_ADMINS_ONLY = access.ROOM_ADMINS_ONLY
