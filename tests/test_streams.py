@@ -12,11 +12,15 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.db.models.signals import post_delete
 from django.utils import timezone
 
 from realtime import streams
 from realtime.models import Stream, StreamEvent
 from realtime.streams import Position
+from rooms import services as room_services
+from rooms.models import Membership, Room
+from tests import factories
 
 CHANNEL = "room:9001"
 OTHER = "room:9002"
@@ -251,3 +255,62 @@ def test_pruning_while_writers_append_fails_no_writer_and_keeps_the_newest_conti
     for channel in channels:
         last = heads[channel].offset
         assert stored(channel) == list(range(last - keep + 1, last + 1))
+
+
+@pytest.mark.django_db
+def test_lock_creates_a_missing_stream_and_takes_no_offset():
+    with transaction.atomic():
+        streams.lock(CHANNEL)
+    position = streams.positions([CHANNEL])[CHANNEL]
+    assert position.offset == 0 and position.epoch
+    with transaction.atomic():
+        streams.lock(CHANNEL)
+        first = log()
+    assert (first.offset, first.epoch) == (1, position.epoch)
+
+
+def _lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs DATABASE_URL to PostgreSQL (SQLite serializes writers with one lock)")
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_room_while_a_member_is_removed_from_another_private_room_does_not_deadlock():
+    """Deleting a room logs room:deleted on each member's feed (the cascade), then its control
+    message; removing a member from a private room logs its control message first, then the
+    member's feed. Each append holds its stream until commit: without one lock order, PostgreSQL
+    aborts one of the two with "deadlock detected"."""
+    ada, bob = factories.make_user("ada"), factories.make_user("bob")
+    doomed = factories.make_room(ada, "doomed", members=(bob,))
+    private = factories.make_room(ada, "private", is_private=True, members=(bob,))
+    holding, release = threading.Event(), threading.Event()
+
+    def pause(sender: type, instance: Membership, **kwargs: object) -> None:
+        if (instance.room_id, instance.user_id) == (doomed.pk, bob.pk):
+            holding.set()  # the delete has logged on bob's feed: it holds his stream
+            release.wait(10)
+
+    post_delete.connect(pause, sender=Membership, dispatch_uid="test-pause")
+    errors: list[BaseException] = []
+    try:
+        deleting = threading.Thread(target=lambda: errors.extend(in_threads(1, lambda _: room_services.room_delete(room=Room.objects.get(pk=doomed.pk)))))
+        deleting.start()
+        assert holding.wait(10), "the room delete never reached bob's membership"
+        removal = Membership.objects.get(room=private, user=bob)
+        removing = threading.Thread(target=lambda: errors.extend(in_threads(1, lambda _: room_services.membership_remove(membership=removal, reason="removed"))))
+        removing.start()
+        deadline = time.monotonic() + 10
+        while _lock_waiters() == 0:  # the removal now waits for a stream the delete holds
+            assert time.monotonic() < deadline, "the removal never waited for the delete"
+            time.sleep(0.01)
+        release.set()
+        deleting.join(timeout=30)
+        removing.join(timeout=30)
+    finally:
+        release.set()
+        post_delete.disconnect(sender=Membership, dispatch_uid="test-pause")
+    assert errors == []
+    assert not Room.objects.filter(pk=doomed.pk).exists()
+    assert not Membership.objects.filter(room=private, user=bob).exists()
