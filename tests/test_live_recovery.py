@@ -9,6 +9,7 @@
 """
 import asyncio
 import json
+import os
 import random
 import subprocess
 import sys
@@ -283,8 +284,6 @@ def other_process(code: str) -> None:
     """Run `code` in `manage.py shell` in a process of its own, on the live server's database,
     without Redis (as a cron job or an operator's shell next to an embedded server)."""
     env = {"DATABASE_URL": server_database_url(), "REDIS_URL": ""}
-    import os
-
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code],
         cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
