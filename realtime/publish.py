@@ -69,6 +69,15 @@ def control_on_commit(message: ControlMessage, *, using: str | None = None) -> N
     transaction.on_commit(send_after_commit, using=using, robust=True)
 
 
+def reserve_control(*, using: str | None = None) -> None:
+    """Take the control stream's lock now, at the start of a change that will call
+    `control_on_commit` only after `publish_on_commit` on other channels (a room or user delete,
+    whose cascade logs events first). Every other change logs its control message first; without
+    this, such a delete and, say, a member's removal from another room lock the same two streams
+    in opposite orders, and PostgreSQL aborts one of them with "deadlock detected"."""
+    streams.lock(streams.CONTROL_STREAM, using=using)
+
+
 def _send(group: str, message: dict[str, Any]) -> None:
     message["published_at"] = time.time()  # for the delivery latency histogram
     async_to_sync(get_channel_layer().group_send)(group, message)

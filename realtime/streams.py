@@ -26,6 +26,8 @@ _STREAMS = Stream._meta.db_table
 _EVENTS = StreamEvent._meta.db_table
 _TAKE_OFFSET = f"UPDATE {_STREAMS} SET last_offset = last_offset + 1 WHERE channel = %s RETURNING last_offset, epoch"
 _CREATE_STREAM = f"INSERT INTO {_STREAMS} (channel, epoch, last_offset) VALUES (%s, %s, 0) ON CONFLICT (channel) DO NOTHING"
+# Takes the stream row's lock (until the transaction ends) without taking an offset.
+_LOCK_STREAM = f"UPDATE {_STREAMS} SET last_offset = last_offset WHERE channel = %s"
 _PRUNE_BEYOND_SIZE = (
     f"DELETE FROM {_EVENTS} WHERE id IN (SELECT e.id FROM {_EVENTS} e JOIN {_STREAMS} s ON s.channel = e.channel"
     f" WHERE e.stream_offset <= s.last_offset - %s LIMIT %s)"
@@ -73,6 +75,24 @@ def append(channel: str, event_type: str, encode: Callable[[int, str], str], *, 
             channel=channel, offset=offset, type=event_type, text=text, created_at=timezone.now()
         )
     return LoggedEvent(channel, offset, epoch, event_type, text)
+
+
+def lock(channel: str, *, using: str | None = None) -> None:
+    """Lock the channel's stream now, in the current transaction, as `append` would, without
+    logging anything (creating the stream if it has none).
+
+    Why: each `append` holds its stream row until the transaction ends, so two transactions that
+    append to the same two streams in opposite orders deadlock on PostgreSQL (one of them fails).
+    A change that will log to the control stream only after logging to other channels (deleting a
+    room or a user: the cascade logs first) takes the control stream first with this, so that every
+    transaction takes the control stream before any channel's (realtime/publish.py `reserve_control`).
+    """
+    alias = using or DEFAULT_DB_ALIAS
+    with transaction.atomic(using=alias, savepoint=False), connections[alias].cursor() as cursor:
+        cursor.execute(_LOCK_STREAM, [channel])
+        if cursor.rowcount == 0:
+            cursor.execute(_CREATE_STREAM, [channel, new_epoch()])
+            cursor.execute(_LOCK_STREAM, [channel])
 
 
 def positions(channels: Iterable[str]) -> dict[str, Position]:

@@ -10,12 +10,12 @@ and on each member's own feed, never one `message:deleted` per message.
 from typing import Any
 
 from django.db.models import Model, QuerySet
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 from django.utils import timezone
 
 from realtime import channel_names, events, presence
 from realtime.control import AccessChanged, ChannelDeleted
-from realtime.publish import control_on_commit, presence_on_commit, publish_on_commit
+from realtime.publish import control_on_commit, presence_on_commit, publish_on_commit, reserve_control
 from rooms.models import Conversation, Membership, Message, Room
 from rooms.models import RemovalReason
 
@@ -49,6 +49,12 @@ def room_saved(sender: type, instance: Room, created: bool, raw: bool = False, u
     if became_private:  # non-members watching it lose access
         control_on_commit(AccessChanged(str(channel_names.room(instance.pk))), using=using)
     publish_on_commit(events.room_updated(instance), using=using)
+
+
+def room_deleting(sender: type, instance: Room, using: str | None = None, **kwargs: Any) -> None:
+    # The cascade logs room:deleted on members' feeds before room_deleted logs its control message:
+    # take the control stream first, as every other change does (realtime/publish.py reserve_control).
+    reserve_control(using=using)
 
 
 def room_deleted(sender: type, instance: Room, using: str | None = None, **kwargs: Any) -> None:
@@ -93,6 +99,7 @@ def connect() -> None:
     post_save.connect(message_saved, sender=Message, dispatch_uid="rooms.message_saved")
     post_delete.connect(message_deleted, sender=Message, dispatch_uid="rooms.message_deleted")
     post_save.connect(room_saved, sender=Room, dispatch_uid="rooms.room_saved")
+    pre_delete.connect(room_deleting, sender=Room, dispatch_uid="rooms.room_deleting")
     post_delete.connect(room_deleted, sender=Room, dispatch_uid="rooms.room_deleted")
     post_delete.connect(conversation_deleted, sender=Conversation, dispatch_uid="rooms.conversation_deleted")
     post_save.connect(membership_saved, sender=Membership, dispatch_uid="rooms.membership_saved")

@@ -6,11 +6,11 @@
 """
 from typing import Any
 
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 
 from realtime import channel_names, events
 from realtime.control import ChannelDeleted, RevokeKey, RevokeUser
-from realtime.publish import control_on_commit, publish_on_commit
+from realtime.publish import control_on_commit, publish_on_commit, reserve_control
 from rooms.models import Membership
 from users.models import ApiKey, User
 
@@ -24,9 +24,16 @@ def user_saved(sender: type, instance: User, created: bool, raw: bool = False, u
         control_on_commit(RevokeUser(instance.pk), using=using)
     if changed:
         # On the user's channel and on every room they are in, for the room's `activity` subscribers.
-        room_ids = Membership.objects.using(using).filter(user=instance).values_list("room_id", flat=True)
+        # Rooms in id order: every writer takes stream locks in one order (no deadlocks).
+        room_ids = Membership.objects.using(using).filter(user=instance).order_by("room_id").values_list("room_id", flat=True)
         for event in events.user_updated(instance, room_ids=room_ids):
             publish_on_commit(event, using=using)
+
+
+def user_deleting(sender: type, instance: User, using: str | None = None, **kwargs: Any) -> None:
+    # The cascade (memberships of public rooms) logs events before user_deleted logs its control
+    # messages: take the control stream first, as every other change does (realtime/publish.py).
+    reserve_control(using=using)
 
 
 def user_deleted(sender: type, instance: User, using: str | None = None, **kwargs: Any) -> None:
@@ -47,6 +54,7 @@ def api_key_deleted(sender: type, instance: ApiKey, using: str | None = None, **
 
 def connect() -> None:
     post_save.connect(user_saved, sender=User, dispatch_uid="users.user_saved")
+    pre_delete.connect(user_deleting, sender=User, dispatch_uid="users.user_deleting")
     post_delete.connect(user_deleted, sender=User, dispatch_uid="users.user_deleted")
     post_save.connect(api_key_saved, sender=ApiKey, dispatch_uid="users.api_key_saved")
     post_delete.connect(api_key_deleted, sender=ApiKey, dispatch_uid="users.api_key_deleted")

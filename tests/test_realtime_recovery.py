@@ -1,0 +1,385 @@
+"""Missed-event recovery with `since` (SPEC §3.7), through the real ASGI application.
+
+Every expectation is an exact frame with an exact position: offsets and epochs are read from what
+the first connection received (or from the log), never matched loosely.
+"""
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from realtime import streams
+from realtime.models import Stream, StreamEvent
+from rooms import services as room_services
+from rooms.models import Conversation, Membership, Message, Room
+from tests import factories
+from tests.realtime_client import ISO_TIMESTAMP, connected, error, sync
+from users import services as user_services
+from users.models import User
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class World:
+    ada: User  # owns both rooms
+    bob: User  # member of both rooms
+    cy: User  # member of nothing
+    room: Room  # public
+    private: Room
+    conversation: Conversation
+    keys: dict[int, str]
+
+    def key(self, user: User) -> str:
+        return self.keys[user.pk]
+
+    @property
+    def channel(self) -> str:
+        return f"room:{self.room.pk}"
+
+
+def _build() -> World:
+    ada, bob, cy = factories.make_user("ada"), factories.make_user("bob"), factories.make_user("cy")
+    room = factories.make_room(ada, "general", members=(bob,))
+    private = factories.make_room(ada, "secret", is_private=True, members=(bob,))
+    conversation = factories.make_conversation(ada, bob)
+    return World(ada, bob, cy, room, private, conversation, {u.pk: factories.make_key(u) for u in (ada, bob, cy)})
+
+
+@pytest.fixture
+async def w() -> World:
+    return await sync(_build)()
+
+
+def head(channel: str) -> streams.Position:
+    return streams.positions([channel])[channel]
+
+
+def message_frame(message: Message, offset: int, epoch: str, event_type: str = "message:new") -> dict[str, Any]:
+    message.refresh_from_db()
+    return {
+        "type": event_type,
+        "channel": f"room:{message.room_id}",
+        "offset": offset,
+        "epoch": epoch,
+        "data": {
+            "id": f"msg_{message.pk}",
+            "room_id": f"room_{message.room_id}",
+            "user_id": f"user_{message.author_id}",
+            "content": message.content,
+            "created_at": iso(message.created_at),
+            "updated_at": iso(message.updated_at),
+            "edited_at": iso(message.edited_at) if message.edited_at else None,
+        },
+    }
+
+
+def deleted_frame(room: Room, message_id: int, author: User, offset: int, epoch: str) -> dict[str, Any]:
+    return {
+        "type": "message:deleted",
+        "channel": f"room:{room.pk}",
+        "offset": offset,
+        "epoch": epoch,
+        "data": {"id": f"msg_{message_id}", "room_id": f"room_{room.pk}", "user_id": f"user_{author.pk}", "deleted_at": ISO_TIMESTAMP},
+    }
+
+
+def subscribed(channel: str, offset: int, epoch: str, *, event: str = "*", ref: str | None = None, recovered: bool | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "subscribed", "channel": channel, "event": event, "offset": offset, "epoch": epoch}
+    if ref is not None:
+        frame["ref"] = ref
+    if recovered is not None:
+        frame["recovered"] = recovered
+    return frame
+
+
+def since_frame(channel: str, offset: Any, epoch: Any, *, event: str | None = None, ref: str = "r") -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "subscribe", "channel": channel, "since": {"offset": offset, "epoch": epoch}, "ref": ref}
+    if event is not None:
+        frame["event"] = event
+    return frame
+
+
+async def first_position(w: World, user: User | None = None, channel: str | None = None) -> tuple[int, str]:
+    """Subscribe once, as a client does before it goes away: the position `subscribed` gives."""
+    channel = channel or w.channel
+    async with connected(w.key(user or w.bob)) as ws:
+        reply = await ws.subscribe(channel)
+        position = await sync(head)(channel)
+        assert reply == subscribed(channel, position.offset, position.epoch)
+        return reply["offset"], reply["epoch"]
+
+
+# --- recovery ----------------------------------------------------------------------------------
+
+
+async def test_a_reconnecting_client_gets_exactly_what_it_missed_in_order_then_live_events(w):
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.subscribe(w.channel)
+        start, epoch = reply["offset"], reply["epoch"]
+        assert reply == subscribed(w.channel, start, epoch)
+        first = await sync(factories.make_message)(w.ada, room=w.room, content="before")
+        seen = await ws.receive()
+        assert seen == await sync(message_frame)(first, start + 1, epoch)
+        await ws.assert_silent()
+
+    def while_away() -> list[dict[str, Any]]:
+        second = factories.make_message(w.bob, room=w.room, content="second")
+        frames = [message_frame(second, start + 2, epoch)]
+        room_services.message_update(message=first, content="before, edited")
+        frames.append(message_frame(first, start + 3, epoch, "message:updated"))
+        second_id = second.pk
+        room_services.message_delete(message=second)
+        frames.append(deleted_frame(w.room, second_id, w.bob, start + 4, epoch))
+        third = factories.make_message(w.ada, room=w.room, content="third")
+        frames.append(message_frame(third, start + 5, epoch))
+        return frames
+
+    missed = await sync(while_away)()
+    assert missed[1]["data"]["edited_at"] is not None
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.request(since_frame(w.channel, seen["offset"], seen["epoch"]))
+        assert reply == subscribed(w.channel, start + 5, epoch, ref="r", recovered=True)
+        assert [await ws.receive() for _ in missed] == missed
+        live = await sync(factories.make_message)(w.ada, room=w.room, content="live")
+        assert await ws.receive() == await sync(message_frame)(live, start + 6, epoch)
+        await ws.assert_silent()
+
+
+async def test_since_the_current_head_recovers_nothing_and_carries_on(w):
+    offset, epoch = await first_position(w)
+    async with connected(w.key(w.bob)) as ws:
+        assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed(w.channel, offset, epoch, ref="r", recovered=True)
+        await ws.assert_silent()
+        message = await sync(factories.make_message)(w.ada, room=w.room)
+        assert await ws.receive() == await sync(message_frame)(message, offset + 1, epoch)
+
+
+async def test_a_stream_without_events_has_offset_0_and_an_epoch_to_recover_from(w):
+    channel = f"conversation:{w.conversation.pk}"
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.subscribe(channel)
+        epoch = reply["epoch"]
+        assert reply == subscribed(channel, 0, epoch)
+        assert epoch
+    await sync(factories.make_message)(w.ada, conversation=w.conversation, content="psst")
+    async with connected(w.key(w.bob)) as ws:
+        assert await ws.request(since_frame(channel, 0, epoch)) == subscribed(channel, 1, epoch, ref="r", recovered=True)
+        frame = await ws.receive()
+        assert (frame["type"], frame["offset"], frame["epoch"], frame["data"]["content"]) == ("message:new", 1, epoch, "psst")
+        await ws.assert_silent()
+
+
+async def test_exactly_the_maximum_number_of_missed_events_is_recovered(w, settings):
+    settings.RETROCHAT_RECOVERY_MAX_EVENTS = 3
+    offset, epoch = await first_position(w)
+    for n in range(3):
+        await sync(factories.make_message)(w.ada, room=w.room, content=f"m{n}")
+    async with connected(w.key(w.bob)) as ws:
+        assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed(w.channel, offset + 3, epoch, ref="r", recovered=True)
+        replayed = [await ws.receive() for _ in range(3)]
+        assert [(f["offset"], f["data"]["content"]) for f in replayed] == [(offset + 1, "m0"), (offset + 2, "m1"), (offset + 3, "m2")]
+        await ws.assert_silent()
+
+
+# --- when the server cannot recover ------------------------------------------------------------
+
+
+def _other_epoch(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+    return {"offset": offset, "epoch": "x" + epoch}
+
+
+def _pruned(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+    for n in range(3):
+        factories.make_message(w.ada, room=w.room, content=f"m{n}")
+    assert streams.prune(history_size=1, ttl_seconds=3600) > 0
+    return {"offset": offset, "epoch": epoch}
+
+
+def _too_many_missing(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+    settings.RETROCHAT_RECOVERY_MAX_EVENTS = 2
+    for n in range(3):
+        factories.make_message(w.ada, room=w.room, content=f"m{n}")
+    return {"offset": offset, "epoch": epoch}
+
+
+def _ahead(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+    factories.make_message(w.ada, room=w.room, content="one")
+    return {"offset": offset + 2, "epoch": epoch}
+
+
+@pytest.mark.parametrize(
+    "case", [_other_epoch, _pruned, _too_many_missing, _ahead], ids=["epoch-differs", "pruned", "too-many-missing", "offset-ahead"]
+)
+async def test_unrecoverable_since_answers_the_current_position_and_replays_nothing(w, settings, case):
+    offset, epoch = await first_position(w)
+    since = await sync(case)(w, offset, epoch, settings)
+    now = await sync(head)(w.channel)
+    assert now.epoch == epoch
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.request({"type": "subscribe", "channel": w.channel, "since": since, "ref": "r"})
+        assert reply == subscribed(w.channel, now.offset, epoch, ref="r", recovered=False)
+        await ws.assert_silent()
+        # The client carries on from the position it was given: the next event follows it.
+        message = await sync(factories.make_message)(w.ada, room=w.room, content="next")
+        assert await ws.receive() == await sync(message_frame)(message, now.offset + 1, epoch)
+        await ws.assert_silent()
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        "40",
+        40,
+        [40, "e"],
+        {},
+        {"offset": 1},
+        {"epoch": "e"},
+        {"offset": 1, "epoch": "e", "extra": 1},
+        {"offset": -1, "epoch": "e"},
+        {"offset": True, "epoch": "e"},
+        {"offset": 1.0, "epoch": "e"},
+        {"offset": "1", "epoch": "e"},
+        {"offset": 1, "epoch": ""},
+        {"offset": 1, "epoch": "e" * 33},
+        {"offset": 1, "epoch": 5},
+        {"offset": 1, "epoch": None},
+    ],
+    ids=[
+        "string", "number", "list", "empty-object", "missing-epoch", "missing-offset", "extra-key", "negative-offset",
+        "bool-offset", "float-offset", "string-offset", "empty-epoch", "too-long-epoch", "number-epoch", "null-epoch",
+    ],
+)
+async def test_a_malformed_since_is_invalid_frame_and_subscribes_nothing(w, since):
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.request({"type": "subscribe", "channel": w.channel, "since": since, "ref": "bad"})
+        assert reply == error("INVALID_FRAME", "bad")
+        assert await ws.request({"type": "list_subscriptions", "ref": "l"}) == {"type": "subscriptions", "subscriptions": [], "ref": "l"}
+        await ws.assert_silent()
+
+
+async def test_since_on_unsubscribe_is_invalid_frame(w):
+    async with connected(w.key(w.bob)) as ws:
+        await ws.subscribe(w.channel)
+        frame = {"type": "unsubscribe", "channel": w.channel, "since": {"offset": 1, "epoch": "e"}, "ref": "u"}
+        assert await ws.request(frame) == error("INVALID_FRAME", "u")
+        reply = await ws.request({"type": "list_subscriptions", "ref": "l"})
+        assert reply == {"type": "subscriptions", "subscriptions": [{"channel": w.channel, "events": ["*"]}], "ref": "l"}
+
+
+async def test_a_null_since_is_a_plain_subscribe(w):
+    position = await sync(head)(w.channel)
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.request({"type": "subscribe", "channel": w.channel, "since": None, "ref": "n"})
+        assert reply == subscribed(w.channel, position.offset, position.epoch, ref="n")
+
+
+# --- filters and rights ------------------------------------------------------------------------
+
+
+async def test_replay_honours_the_filter(w):
+    offset, epoch = await first_position(w)
+
+    def while_away() -> list[dict[str, Any]]:
+        one = factories.make_message(w.ada, room=w.room, content="one")  # +1
+        two = factories.make_message(w.bob, room=w.room, content="two")  # +2
+        one_id, two_id = one.pk, two.pk
+        room_services.message_delete(message=one)  # +3
+        room_services.message_update(message=two, content="two, edited")  # +4
+        room_services.room_update(room=w.room, topic="news")  # +5
+        room_services.message_delete(message=two)  # +6
+        return [deleted_frame(w.room, one_id, w.ada, offset + 3, epoch), deleted_frame(w.room, two_id, w.bob, offset + 6, epoch)]
+
+    deletions = await sync(while_away)()
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.request(since_frame(w.channel, offset, epoch, event="message:deleted"))
+        assert reply == subscribed(w.channel, offset + 6, epoch, event="message:deleted", ref="r", recovered=True)
+        assert [await ws.receive(), await ws.receive()] == deletions
+        await ws.assert_silent()
+
+
+async def test_a_second_filter_replays_only_what_the_first_did_not_deliver(w):
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.subscribe(w.channel, "message:new")
+        offset, epoch = reply["offset"], reply["epoch"]
+        message = await sync(factories.make_message)(w.ada, room=w.room, content="one")
+        assert await ws.receive() == await sync(message_frame)(message, offset + 1, epoch)
+        message_id = message.pk
+        await sync(room_services.message_delete)(message=message)  # offset + 2: not delivered (filter)
+        await ws.assert_silent()
+        reply = await ws.request(since_frame(w.channel, offset, epoch, event="message"))
+        assert reply == subscribed(w.channel, offset + 2, epoch, event="message", ref="r", recovered=True)
+        assert await ws.receive() == deleted_frame(w.room, message_id, w.ada, offset + 2, epoch)
+        await ws.assert_silent()
+
+
+async def test_a_user_removed_from_a_private_room_recovers_nothing(w):
+    channel = f"room:{w.private.pk}"
+    offset, epoch = await first_position(w, channel=channel)
+
+    def while_away() -> None:
+        factories.make_message(w.ada, room=w.private, content="before the removal")
+        membership = Membership.objects.get(room=w.private, user=w.bob)
+        room_services.membership_remove(membership=membership, reason="removed")
+        factories.make_message(w.ada, room=w.private, content="after the removal")
+
+    await sync(while_away)()
+    async with connected(w.key(w.bob)) as ws:
+        assert await ws.request(since_frame(channel, offset, epoch)) == error("FORBIDDEN", "r")
+        await ws.assert_silent()
+        assert await ws.request({"type": "list_subscriptions", "ref": "l"}) == {"type": "subscriptions", "subscriptions": [], "ref": "l"}
+
+
+async def test_replay_on_someone_elses_user_channel_gives_their_activity_never_their_room_feed(w):
+    channel = f"user:{w.ada.pk}"
+    presence = {"status": "offline", "last_seen_at": None}
+    async with connected(w.key(w.cy)) as ws:
+        reply = await ws.subscribe(channel)
+        offset, epoch = reply["offset"], reply["epoch"]
+        assert reply == subscribed(channel, offset, epoch) | {"presence": presence}
+
+    def while_away() -> None:
+        factories.make_room(w.ada, "another")  # room:created on ada's own feed: not cy's to see
+        user_services.user_update_profile(user=w.ada, display_name="Ada L.")  # user:updated
+
+    await sync(while_away)()
+    async with connected(w.key(w.cy)) as ws:
+        reply = await ws.request(since_frame(channel, offset, epoch))
+        assert reply == subscribed(channel, offset + 2, epoch, ref="r", recovered=True) | {"presence": presence}
+        frame = await ws.receive()
+        assert (frame["type"], frame["channel"], frame["offset"], frame["epoch"]) == ("user:updated", channel, offset + 2, epoch)
+        assert frame["data"]["display_name"] == "Ada L."
+        await ws.assert_silent()
+    async with connected(w.key(w.ada)) as ws:  # ada herself recovers both
+        reply = await ws.request(since_frame(channel, offset, epoch))
+        assert reply == subscribed(channel, offset + 2, epoch, ref="r", recovered=True) | {"presence": {"status": "online", "last_seen_at": None}}
+        assert [(f["type"], f["offset"]) for f in [await ws.receive(), await ws.receive()]] == [
+            ("room:created", offset + 1), ("user:updated", offset + 2),
+        ]
+        await ws.assert_silent()
+
+
+def _wipe_the_log() -> None:
+    StreamEvent.objects.all().delete()
+    Stream.objects.all().delete()
+
+
+async def test_a_reset_stream_starts_again_at_1_under_a_new_epoch_for_live_and_recovering_clients(w):
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.subscribe(w.channel)
+        offset, epoch = reply["offset"], reply["epoch"]
+        await sync(_wipe_the_log)()  # as a restored database would be
+        message = await sync(factories.make_message)(w.ada, room=w.room, content="after the reset")
+        new_epoch = (await sync(head)(w.channel)).epoch
+        assert new_epoch != epoch
+        assert await ws.receive() == await sync(message_frame)(message, 1, new_epoch)
+        await ws.assert_silent()
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.request(since_frame(w.channel, offset, epoch))
+        assert reply == subscribed(w.channel, 1, new_epoch, ref="r", recovered=False)
+        await ws.assert_silent()
