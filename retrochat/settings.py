@@ -241,6 +241,8 @@ RETROCHAT_MAX_CONNECTIONS_PER_USER = env_int("RETROCHAT_MAX_CONNECTIONS_PER_USER
 # (retrochat/serve.py passes both to daphne).
 RETROCHAT_HEARTBEAT_INTERVAL = env_int("RETROCHAT_HEARTBEAT_INTERVAL", 25)
 RETROCHAT_HEARTBEAT_TIMEOUT = env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20)
+# Lifetime of the connection tokens of POST /v1/realtime/token (realtime/tokens.py), in seconds.
+RETROCHAT_TOKEN_TTL = env_int("RETROCHAT_TOKEN_TTL", 300)
 
 # Slow consumers: a connection with more than this queued, or a frame queued for longer, is closed
 # with 4008; a close that cannot be written within the grace period aborts the TCP connection.
