@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "users",
     "rooms",
     "realtime",
+    "webapp",
 ]
 
 MIDDLEWARE = [
@@ -189,7 +190,18 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# The web app's sign-in (webapp/urls.py): Django's LoginView and LogoutView.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
 STATIC_URL = "/static/"
+# The two default finders, and the JavaScript client of clients/js at /static/retrochat.js.
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "webapp.finders.JavaScriptClientFinder",
+]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # The ASGI app serves static files itself (admin, API docs) so one process needs nothing else;
 # behind a proxy that serves `collectstatic` output, set RETROCHAT_SERVE_STATIC=0.

@@ -43,4 +43,5 @@ urlpatterns = [
     re_path(r"^v1(?:/.*)?$", json_not_found),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
+    path("", include("webapp.urls")),
 ]
