@@ -5,6 +5,9 @@
    selects `retrochat.v1` and never echoes the key;
 3. the Django session cookie, only from an `Origin` listed in RETROCHAT_ALLOWED_ORIGINS
    (cross-site WebSocket hijacking). A key in the query string is never accepted.
+
+In 1 and 2 a secret that is not in the API key format (`rc_…`) is a connection token from
+`POST /v1/realtime/token` (realtime/tokens.py).
 """
 from dataclasses import dataclass
 from importlib import import_module
@@ -16,7 +19,7 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare
 
-from realtime import protocol
+from realtime import protocol, tokens
 from realtime.db import realtime_db
 from users import keys
 from users.models import ApiKey, User
@@ -97,6 +100,8 @@ async def authenticate(scope: dict) -> Credentials:
     if secret is None:
         secret = _bearer_from_subprotocols(scope)
     if secret is not None:
+        if secret and not secret.startswith(keys.KEY_PREFIX):
+            return await _token_credentials(scope, secret, subprotocol)
         api_key = await realtime_db(keys.verify)(secret) if secret else None
         if api_key is None:
             return Credentials(error=protocol.UNAUTHORIZED, subprotocol=subprotocol)
@@ -109,6 +114,18 @@ async def authenticate(scope: dict) -> Credentials:
                 return Credentials(error=protocol.FORBIDDEN_ORIGIN, subprotocol=subprotocol)
             return Credentials(user=user, subprotocol=subprotocol, session_key=session_key)
     return Credentials(error=protocol.UNAUTHORIZED, subprotocol=subprotocol)
+
+
+async def _token_credentials(scope: dict, token: str, subprotocol: str | None) -> Credentials:
+    """A connection token. A browser always sends `Origin`: then it must be allowed, exactly as for
+    session auth, so a token leaked to another site's page is useless there. Clients that are not
+    browsers (servers, Node, mobile) send no Origin and are not exposed to cross-site hijacking."""
+    user = await realtime_db(tokens.token_user)(token)
+    if user is None:
+        return Credentials(error=protocol.UNAUTHORIZED, subprotocol=subprotocol)
+    if _header(scope, b"origin") is not None and not origin_allowed(scope):
+        return Credentials(error=protocol.FORBIDDEN_ORIGIN, subprotocol=subprotocol)
+    return Credentials(user=user, subprotocol=subprotocol)
 
 
 # --- Re-validation of open connections -----------------------------------------------------------

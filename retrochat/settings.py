@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "users",
     "rooms",
     "realtime",
+    "webapp",
 ]
 
 MIDDLEWARE = [
@@ -191,7 +192,18 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# The web app's sign-in (webapp/urls.py): Django's LoginView and LogoutView.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
 STATIC_URL = "/static/"
+# The two default finders, and the JavaScript client of clients/js at /static/retrochat.js.
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "webapp.finders.JavaScriptClientFinder",
+]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # The ASGI app serves static files itself (admin, API docs) so one process needs nothing else;
 # behind a proxy that serves `collectstatic` output, set RETROCHAT_SERVE_STATIC=0.
@@ -243,6 +255,8 @@ RETROCHAT_MAX_CONNECTIONS_PER_USER = env_int("RETROCHAT_MAX_CONNECTIONS_PER_USER
 # (retrochat/serve.py gives both to the WebSocket server, uvicorn or daphne).
 RETROCHAT_HEARTBEAT_INTERVAL = env_int("RETROCHAT_HEARTBEAT_INTERVAL", 25)
 RETROCHAT_HEARTBEAT_TIMEOUT = env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20)
+# Lifetime of the connection tokens of POST /v1/realtime/token (realtime/tokens.py), in seconds.
+RETROCHAT_TOKEN_TTL = env_int("RETROCHAT_TOKEN_TTL", 300)
 
 # Slow consumers: a connection with more than this queued, or a frame queued for longer, is closed
 # with 4008; a close that cannot be written within the grace period aborts the TCP connection.

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from realtime.api import RealtimeTokenView
 from retrochat.api import converters
 from retrochat.api.errors import json_not_found
 from retrochat.api.metrics_view import metrics_view
@@ -30,6 +31,7 @@ api_v1 = [
     path("conversations/<conv_id:conv_id>", rooms.ConversationDetailView.as_view(), name="conversation-detail"),
     path("conversations/<conv_id:conv_id>/messages", rooms.ConversationMessagesView.as_view(), name="conversation-messages"),
     path("messages/<msg_id:msg_id>", rooms.MessageDetailView.as_view(), name="message-detail"),
+    path("realtime/token", RealtimeTokenView.as_view(), name="realtime-token"),
     path("health", HealthView.as_view(), name="health"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
@@ -41,4 +43,5 @@ urlpatterns = [
     re_path(r"^v1(?:/.*)?$", json_not_found),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
+    path("", include("webapp.urls")),
 ]

@@ -95,6 +95,11 @@ class LiveServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    def restart(self) -> "LiveServer":
+        """Stop (SIGTERM: sockets close with 1012 or 1001) and start again, same port, same database."""
+        self.stop()
+        return self.start()
+
     def close(self) -> None:
         self.stop()
         if os.environ.get("RETROCHAT_TEST_SHOW_SERVER_LOG"):

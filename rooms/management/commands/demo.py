@@ -5,12 +5,19 @@ and a direct conversation. Every run then creates a fresh API key for the demo u
 with ready-to-paste commands: a key's secret cannot be shown twice, and a newcomer who restarts the
 server should not have to hunt for one. The key printed by the previous run is revoked, so that
 restarts do not pile up never-expiring keys; the demo user's other keys are left alone.
+
+First of all it prints the web app's address and the passwords of `demo` and `alice` for signing
+in there. Each password is derived from SECRET_KEY (secret, kept per checkout in .secret_key) and
+the user, so it stays the same across restarts (signed-in browsers stay signed in) and nobody
+without the key can know it; the command sets it again if it was changed.
 """
 from argparse import ArgumentParser
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.crypto import salted_hmac
 
 from rooms import services as rooms
 from users import services as users
@@ -18,6 +25,13 @@ from users.models import ApiKey, User
 
 DEMO_USERNAME = "demo"
 DEMO_KEY_NAME = "make run"
+SIGN_IN_USERNAMES = (DEMO_USERNAME, "alice")
+
+
+def demo_password(user: User) -> str:
+    """The sign-in password `make run` gives a demo user: stable per SECRET_KEY and user."""
+    digest = salted_hmac("retrochat.demo-password", f"{user.pk}:{user.username}", secret=settings.SECRET_KEY).hexdigest()
+    return f"{digest[:4]}-{digest[4:8]}-{digest[8:12]}-{digest[12:16]}"
 
 
 class Command(BaseCommand):
@@ -29,9 +43,14 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args: Any, host: str, port: str, **options: Any) -> None:
-        if not User.objects.exists():
+        created = not User.objects.exists()
+        if created:
             self._create_demo_data()
         demo = User.objects.filter(username=DEMO_USERNAME, is_active=True).first()
+        base = f"http://{host}:{port}"
+        self._print_sign_in(base)
+        if created:
+            self.stdout.write("Created demo data: users 'demo' and 'alice', room 'general', one conversation.")
         if demo is None:
             self.stdout.write("The database has users but no active 'demo' user; create a key with:\n"
                               "  .venv/bin/python manage.py createapikey USERNAME")
@@ -42,7 +61,6 @@ class Command(BaseCommand):
         _, secret = users.api_key_create(user=demo, name=DEMO_KEY_NAME)
         room = demo.rooms.order_by("id").first()
         room_id = room.pk if room else 1
-        base = f"http://{host}:{port}"
         self.stdout.write(
             f"\nRetroChat: API key for user '{DEMO_USERNAME}' (shown once, new on every start; "
             f"the previous one is revoked):\n\n"
@@ -64,4 +82,16 @@ class Command(BaseCommand):
         rooms.message_create(author=alice, room=room, content="Welcome to RetroChat!")
         conversation, _ = rooms.conversation_get_or_create(user=demo, other=alice)
         rooms.message_create(author=alice, conversation=conversation, content="Hi demo, this is a direct message.")
-        self.stdout.write("Created demo data: users 'demo' and 'alice', room 'general', one conversation.")
+
+    def _print_sign_in(self, base: str) -> None:
+        accounts = []
+        for user in User.objects.filter(username__in=SIGN_IN_USERNAMES, is_active=True).order_by("id"):
+            password = demo_password(user)
+            if not user.check_password(password):
+                user.set_password(password)
+                user.save(update_fields=["password"])
+            accounts.append(f"  {user.username:<6} {password}")
+        if not accounts:
+            self.stdout.write(f"\nRetroChat web app: {base}/ (sign in with a user of this database)")
+            return
+        self.stdout.write(f"\nRetroChat web app: {base}/  sign in with (the same on every start):\n" + "\n".join(accounts))
