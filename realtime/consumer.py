@@ -302,7 +302,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             if not sub.filters:  # new to this connection: it starts at the stream's head
                 sub.epoch, sub.offset = prepared.position.epoch, prepared.position.offset
             replay = self.subscriptions.replay(sub, event, prepared.categories, prepared.missed or [])
-            self.subscriptions.add_filter(channel, event, prepared.categories)
+            recovered_from = frame.since.offset if frame.since is not None and prepared.missed is not None else sub.offset
+            self.subscriptions.add_filter(channel, event, prepared.categories, delivered_after=recovered_from)
             recovered = None if frame.since is None else prepared.missed is not None
             self.send_text(
                 protocol.subscribed(

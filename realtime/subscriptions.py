@@ -33,6 +33,9 @@ class Frame:
 class ChannelSubscription:
     channel: Channel
     filters: dict[str, frozenset[str]] = field(default_factory=dict)  # event filter → categories granted
+    # Event filter → the offset after which this connection has given its client every event the
+    # filter matches (its `since` when recovered, else the position when it was added).
+    starts: dict[str, int] = field(default_factory=dict)
     epoch: str | None = None
     offset: int = 0
     holds: int = 0
@@ -107,8 +110,10 @@ class Subscriptions:
             self.drop(channel)
         return texts
 
-    def add_filter(self, channel: Channel, event_filter: str, granted: frozenset[str]) -> None:
-        self.channels[channel].filters[event_filter] = granted
+    def add_filter(self, channel: Channel, event_filter: str, granted: frozenset[str], *, delivered_after: int) -> None:
+        sub = self.channels[channel]
+        sub.filters[event_filter] = granted
+        sub.starts[event_filter] = min(delivered_after, sub.starts.get(event_filter, delivered_after))
 
     def remove_filter(self, channel: Channel, event_filter: str | None) -> None:
         """Drop one filter (or all with None); the channel goes when it has none left and is not held."""
@@ -117,8 +122,10 @@ class Subscriptions:
             return
         if event_filter is None:
             sub.filters.clear()
+            sub.starts.clear()
         else:
             sub.filters.pop(event_filter, None)
+            sub.starts.pop(event_filter, None)
         if not sub.filters and not sub.holds:
             self.drop(channel)
 
@@ -146,11 +153,17 @@ class Subscriptions:
     @staticmethod
     def replay(sub: ChannelSubscription, event_filter: str, granted: frozenset[str], events: list[LoggedEvent]) -> list[str]:
         """The missed events a filter about to be added recovers: those it matches, up to the channel's
-        position on this connection, that none of the channel's current filters has delivered."""
+        position on this connection, except those a current filter has already given the client
+        (it matches them and they come after that filter's start)."""
         texts = []
         for event in events:
             category = sub.channel.category_of(event.type)
-            wanted = category in granted and filter_matches(event_filter, category, event.type)
-            if wanted and event.offset <= sub.offset and not sub.matches(category, event.type):
+            if not (category in granted and filter_matches(event_filter, category, event.type)) or event.offset > sub.offset:
+                continue
+            delivered = any(
+                category in sub.filters[f] and filter_matches(f, category, event.type) and event.offset > start
+                for f, start in sub.starts.items()
+            )
+            if not delivered:
                 texts.append(event.text)
         return texts

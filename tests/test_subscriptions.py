@@ -12,7 +12,7 @@ def subscribed(event_filter: str = "*", granted: frozenset[str] = ROOM_CATEGORIE
     subs = Subscriptions()
     sub = subs.hold(ROOM)
     sub.epoch, sub.offset = "E", offset
-    subs.add_filter(ROOM, event_filter, granted)
+    subs.add_filter(ROOM, event_filter, granted, delivered_after=offset)
     assert subs.release(ROOM) == []
     return subs
 
@@ -34,7 +34,7 @@ def test_an_event_at_or_before_the_position_is_not_written_twice():
 def test_events_without_an_offset_are_never_deduplicated():
     subs = Subscriptions()
     subs.hold(user(3))
-    subs.add_filter(user(3), "*", frozenset({"activity"}))
+    subs.add_filter(user(3), "*", frozenset({"activity"}), delivered_after=0)
     subs.release(user(3))
     online = Frame("activity", "user:online", "online")
     assert [subs.accept("user:3", online), subs.accept("user:3", online)] == [True, True]
@@ -100,7 +100,7 @@ def test_removing_a_filter_of_a_held_channel_keeps_it_until_released():
 def test_count_and_entries_list_filters_per_channel():
     subs = subscribed()
     subs.hold(ROOM)
-    subs.add_filter(ROOM, "message:new", MESSAGE)
+    subs.add_filter(ROOM, "message:new", MESSAGE, delivered_after=10)
     subs.release(ROOM)
     assert subs.count() == 2
     assert subs.entries() == [(ROOM, ["*", "message:new"])]
@@ -129,6 +129,7 @@ def test_replay_for_a_new_channel_is_every_missed_event_the_filter_matches():
 def test_replay_for_a_new_filter_skips_what_existing_filters_delivered():
     subs = subscribed("message:new", MESSAGE, offset=4)
     sub = subs.get(ROOM)
+    sub.starts["message:new"] = 1  # it has given the client every new message after offset 1
     events = [logged(2, "message:new"), logged(3, "message:deleted"), logged(4, "message:new")]
     assert Subscriptions.replay(sub, "message", MESSAGE, events) == ["message:deleted#3"]
 
@@ -140,3 +141,23 @@ def test_replay_stops_at_the_connections_position():
     sub = subs.hold(ROOM)
     sub.epoch, sub.offset = "E", 3
     assert Subscriptions.replay(sub, "*", ROOM_CATEGORIES, [logged(3, "message:new"), logged(4, "message:new")]) == ["message:new#3"]
+
+
+def test_replay_gives_what_an_existing_filter_matched_but_had_not_delivered_yet():
+    # `message:new` was recovered from offset 3 only; `message` now recovers from 1: the new message
+    # at 2 was never given to the client, those at 3 and after were.
+    subs = subscribed("message:new", MESSAGE, offset=5)
+    sub = subs.get(ROOM)
+    sub.starts["message:new"] = 2
+    events = [logged(2, "message:new"), logged(3, "message:new"), logged(4, "message:deleted")]
+    assert Subscriptions.replay(sub, "message", MESSAGE, events) == ["message:new#2", "message:deleted#4"]
+
+
+def test_subscribing_a_filter_again_with_an_older_since_replays_only_the_older_part():
+    subs = subscribed("message", MESSAGE, offset=5)
+    sub = subs.get(ROOM)
+    events = [logged(n, "message:new") for n in (3, 4, 5)]
+    sub.starts["message"] = 4
+    assert Subscriptions.replay(sub, "message", MESSAGE, events) == ["message:new#3", "message:new#4"]
+    subs.add_filter(ROOM, "message", MESSAGE, delivered_after=2)
+    assert sub.starts["message"] == 2
