@@ -350,7 +350,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         """Queue one pre-encoded event frame if this connection wants it (and has not had it)."""
         if self.closing or not self.subscriptions.accept(channel, frame):
             return False
-        self.outbox.push(frame.text)
+        self.outbox.push(frame.text, frame.wire)
         return True
 
     def check_outbox(self, now: float) -> None:

@@ -36,6 +36,7 @@ from realtime.credentials import ConnectionCredentials, invalid_connections
 from realtime.db import realtime_db
 from realtime.publish import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, EVENT_MESSAGE_TYPE, event_message
 from realtime.subscriptions import Frame
+from realtime.transport import websocket_text_frame
 from retrochat import metrics
 
 logger = logging.getLogger("retrochat.realtime")
@@ -237,7 +238,11 @@ class Hub:
             self._apply_control(message["control"])
             return
         event_type = message["event"]
-        frame = Frame(cursor.channel.category_of(event_type), event_type, message["text"], message.get("offset"), message.get("epoch"))
+        text = message["text"]
+        frame = Frame(
+            cursor.channel.category_of(event_type), event_type, text, message.get("offset"), message.get("epoch"),
+            websocket_text_frame(text.encode("utf-8", "surrogatepass")),
+        )
         delivered = 0
         for connection in list(cursor.members):
             try:

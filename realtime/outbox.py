@@ -46,6 +46,9 @@ class TransportControl(Protocol):
     def buffered_bytes(self) -> int: ...
     def closing(self) -> bool: ...
     def abort(self) -> None: ...
+    def write_frame(self, frame: bytes) -> bool:
+        """Write a complete WebSocket frame now if the socket takes it without waiting; False if not."""
+        ...
 
 
 class Outbox:
@@ -74,8 +77,14 @@ class Outbox:
         self._stuck_since: float | None = None
 
     # --- queueing (never waits) ----------------------------------------------------------------
-    def push(self, text: str) -> None:
+    def push(self, text: str, frame: bytes | None = None) -> None:
+        """Queue a text frame. `frame`, the same text already framed for the wire (the hub frames an
+        event once for all its recipients), is written straight to the socket when nothing is
+        queued before it and the socket takes it without waiting: the common case costs no task and
+        no per-recipient framing."""
         if self.closed or self.dead:
+            return
+        if frame is not None and not self._queue and self._transport is not None and self._transport.write_frame(frame):
             return
         self._enqueue({"type": "websocket.send", "text": text}, wire_size(text))
         if self.pending_bytes > self.max_bytes:

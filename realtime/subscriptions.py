@@ -27,6 +27,7 @@ class Frame:
     text: str
     offset: int | None = None
     epoch: str | None = None
+    wire: bytes | None = None  # the text framed for the wire, once for every recipient
 
 
 @dataclass(slots=True)

@@ -21,6 +21,11 @@ when Django starts, so that they hold whichever server `retrochat.serve` runs.
 """
 
 import socket
+import struct
+
+from websockets.protocol import State
+
+from realtime.outbox import HIGH_WATER as _DAPHNE_HIGH_WATER
 
 # Codes a server may send that autobahn's public sendClose() refuses.
 SERVER_PROTOCOL_CLOSE_CODES = frozenset({1001, 1009, 1011, 1012, 1013})
@@ -28,6 +33,7 @@ CLOSE_TOO_BIG = 1009  # realtime.protocol.CLOSE_TOO_BIG; repeated: this module l
 
 
 TRANSPORT_EXTENSION = "retrochat.transport"
+_WS_OPEN = State.OPEN
 
 # Asked of the kernel per WebSocket (Linux doubles it for its bookkeeping): setting it also turns
 # off the autotuning. About 128 KiB in flight still carries 1 MB/s per socket at a 100 ms round
@@ -42,6 +48,19 @@ def limit_send_buffer(sock: object) -> None:
         pass
 
 
+def websocket_text_frame(payload: bytes) -> bytes:
+    """A complete, unmasked, uncompressed WebSocket text frame (RFC 6455 §5.2), as a server sends it:
+    the same bytes for every recipient, so the hub builds it once per event."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
+
+
 class UvicornTransport:
     def __init__(self, protocol: object) -> None:
         self._protocol = protocol
@@ -51,6 +70,25 @@ class UvicornTransport:
 
     def closing(self) -> bool:
         return self._protocol.transport.is_closing()  # type: ignore[attr-defined]
+
+    def write_frame(self, frame: bytes) -> bool:
+        # What uvicorn's send() does for `websocket.send` once the transport is writable, minus the
+        # framing (done once per event) and the await. Only while the connection is open with no
+        # extension (no permessage-deflate: retrochat/serve.py turns it off) and no fragmented
+        # message of ours in progress, so the websockets state machine sees nothing it would not.
+        protocol = self._protocol
+        conn = protocol.conn  # type: ignore[attr-defined]
+        if (
+            protocol.close_sent  # type: ignore[attr-defined]
+            or protocol.disconnected  # type: ignore[attr-defined]
+            or not protocol.writable.is_set()  # type: ignore[attr-defined]
+            or conn.state is not _WS_OPEN
+            or conn.expect_continuation_frame
+            or conn.extensions
+        ):
+            return False
+        protocol.transport.write(frame)  # type: ignore[attr-defined]
+        return True
 
     def abort(self) -> None:
         self._protocol.transport.abort()  # type: ignore[attr-defined]
@@ -71,6 +109,18 @@ class DaphneTransport:
     def closing(self) -> bool:
         transport = getattr(self._protocol, "transport", None)
         return transport is not None and bool(getattr(transport, "disconnecting", False))
+
+    def write_frame(self, frame: bytes) -> bool:
+        # autobahn's sendPreparedMessage for an uncompressed connection: the frame as it is.
+        protocol = self._protocol
+        if (
+            protocol.state != protocol.STATE_OPEN  # type: ignore[attr-defined]
+            or protocol._perMessageCompress is not None  # type: ignore[attr-defined]
+            or self.buffered_bytes() > _DAPHNE_HIGH_WATER
+        ):
+            return False
+        protocol.sendData(frame)  # type: ignore[attr-defined]
+        return True
 
     def abort(self) -> None:
         transport = getattr(self._protocol, "transport", None)

@@ -20,6 +20,8 @@ class Peer:
         self.buffered = 0
         self.is_closing = False
         self.aborted = False
+        self.takes_frames = False  # whether write_frame succeeds (a socket with room)
+        self.frames: list[bytes] = []
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.reading.wait()
@@ -33,6 +35,11 @@ class Peer:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def write_frame(self, frame: bytes) -> bool:
+        if self.takes_frames:
+            self.frames.append(frame)
+        return self.takes_frames
 
 
 def make_outbox(peer: Peer, *, max_bytes: int = 100, max_seconds: float = 30.0, grace: float = 0.05) -> tuple[Outbox, list[str]]:
@@ -192,3 +199,41 @@ async def test_non_ascii_frames_reach_the_byte_limit_in_bytes():
     outbox.push("\U0001f600" * 4000)
     assert slow == [1]
     outbox.stop()
+
+
+async def test_a_preframed_event_goes_straight_to_a_socket_with_room():
+    peer = Peer()
+    peer.takes_frames = True
+    outbox, _ = make_outbox(peer)
+    outbox.push("event", b"FRAME")
+    assert peer.frames == [b"FRAME"] and outbox.pending_bytes == 0 and peer.written == []
+
+
+async def test_a_preframed_event_is_queued_when_the_socket_has_no_room():
+    peer = Peer()
+    outbox, _ = make_outbox(peer)
+    outbox.push("event", b"FRAME")
+    await settle(lambda: peer.written)
+    assert texts(peer) == ["event"] and peer.frames == []
+
+
+async def test_a_preframed_event_never_overtakes_a_queued_frame():
+    peer = Peer()
+    peer.reading.clear()
+    outbox, _ = make_outbox(peer)
+    outbox.push("subscribed")  # queued: control frames go through the server's send
+    peer.takes_frames = True
+    outbox.push("event", b"FRAME")
+    peer.reading.set()
+    await settle(lambda: len(peer.written) == 2)
+    assert texts(peer) == ["subscribed", "event"] and peer.frames == []
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
+def test_the_shared_frame_is_the_frame_websockets_would_send(size):
+    from websockets.frames import Frame, Opcode
+
+    from realtime.transport import websocket_text_frame
+
+    payload = b"x" * size
+    assert websocket_text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
