@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from retrochat.api import converters
 from retrochat.api.errors import json_not_found
 from retrochat.api.metrics_view import metrics_view
-from retrochat.api.views import HealthView
+from retrochat.api.views import HealthView, LivenessView, ReadinessView
 from rooms.api import views as rooms
 from users.api import views as users
 
@@ -31,6 +31,8 @@ api_v1 = [
     path("conversations/<conv_id:conv_id>/messages", rooms.ConversationMessagesView.as_view(), name="conversation-messages"),
     path("messages/<msg_id:msg_id>", rooms.MessageDetailView.as_view(), name="message-detail"),
     path("health", HealthView.as_view(), name="health"),
+    path("health/live", LivenessView.as_view(), name="health-live"),
+    path("health/ready", ReadinessView.as_view(), name="health-ready"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
