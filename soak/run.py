@@ -521,7 +521,7 @@ moves in steps of arenas when a fault makes many clients reconnect and replay at
 absorb a step, the margin absorbs the allocator's rounding. What they still catch, from this run's
 own numbers (about two thirds of the window lie between the two medians, per server): a leak of
 {leak_per_delivery:.0f} bytes or more per delivered event, or {leak_per_reconnection / 1024:.0f} KiB or more per
-reconnection, or one file descriptor per {fd_per:.0f} reconnections; a longer run (the default is
+reconnection, or one file descriptor leaked per {fd_per:.0f} reconnections; a longer run (the default is
 10 minutes) catches proportionally smaller leaks. The fd margin covers the sockets of clients that
 are between a drop and their reconnection when a sample is taken.
 
