@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test migrate cluster bench clean
+.PHONY: run test migrate cluster bench soak clean
 
 $(BIN)/.installed: requirements.txt clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ bench: $(BIN)/.installed
 	cd bench/loadgen && npm ci --silent --no-audit --no-fund
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/report.py
+
+# Two server processes on PostgreSQL + Redis, thousands of clients and faults for SOAK_MINUTES (10);
+# rewrites docs/reliability.md (soak/run.py). Needs PostgreSQL on 127.0.0.1:5432 (trust auth) and
+# Redis on 127.0.0.1:6379; uses the database retrochat_soak and Redis database 9, created/migrated here.
+SOAK_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/retrochat_soak
+soak: $(BIN)/.installed
+	SOAK_DATABASE_URL=$(SOAK_DATABASE_URL) $(BIN)/python -m soak.run prepare
+	DATABASE_URL=$(SOAK_DATABASE_URL) $(BIN)/python manage.py migrate --noinput -v0
+	SOAK_DATABASE_URL=$(SOAK_DATABASE_URL) $(BIN)/python -m soak.run
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

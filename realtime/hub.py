@@ -105,6 +105,7 @@ class Hub:
             metrics.registry.gauges["retrochat_subscriptions"] = lambda: sum(
                 c.subscription_count() for c in list(self.connections)
             )
+            metrics.registry.gauges["retrochat_presence_users_online"] = lambda: len({c.user_id for c in list(self.connections)})
             self._spawn(self._receive_forever(), name="retrochat-hub")
             self._spawn(self._every(settings.RETROCHAT_LOG_POLL_SECONDS, self._catch_up), name="retrochat-catch-up")
             self._spawn(self._every(settings.RETROCHAT_PRESENCE_SWEEP, self._maintain_presence), name="retrochat-presence")
@@ -135,6 +136,7 @@ class Hub:
                 # The layer's Redis is unreachable (the core layer reads it directly). Keep trying:
                 # if this task ended, the process would deliver nothing until restarted.
                 logger.warning("hub: channel layer receive failed (%s); retrying", exc.__class__.__name__)
+                metrics.inc("retrochat_channel_layer_errors_total", 'operation="receive"')
                 await asyncio.sleep(RECEIVE_RETRY_SECONDS)
                 continue
             try:

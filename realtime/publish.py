@@ -80,7 +80,11 @@ def reserve_control(*, using: str | None = None) -> None:
 
 def _send(group: str, message: dict[str, Any]) -> None:
     message["published_at"] = time.time()  # for the delivery latency histogram
-    async_to_sync(get_channel_layer().group_send)(group, message)
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, message)
+    except Exception:  # counted, then raised for on_commit(robust=True) to log
+        metrics.inc("retrochat_channel_layer_errors_total", 'operation="send"')
+        raise
 
 
 def presence_on_commit(event: Event, *, using: str | None = None) -> None:
@@ -97,5 +101,9 @@ async def publish_now(event: Event) -> None:
     """Send from async code (presence transitions): not logged, not tied to any transaction."""
     message = event_message(str(event.channel), event.type, encode(event.frame()))
     message["published_at"] = time.time()
-    await get_channel_layer().group_send(event.group, message)
+    try:
+        await get_channel_layer().group_send(event.group, message)
+    except Exception:  # counted, then raised to the caller as before
+        metrics.inc("retrochat_channel_layer_errors_total", 'operation="send"')
+        raise
     metrics.inc("retrochat_events_published_total", f'type="{event.type}"')

@@ -2,17 +2,36 @@
 one Redis and one database, for trying scale-out by hand. Ctrl-C (or SIGTERM) stops them all, each
 closing its sockets first (1012 under uvicorn, 1001 under daphne).
 
+Metrics use prometheus_client's multiprocess mode: the processes write their values to files in
+PROMETHEUS_MULTIPROC_DIR (default: a folder named after the first port in the system's temporary
+directory), which is emptied at start, and /metrics on any port answers for all of them. A process
+that exits is marked dead, so that its gauges (open connections…) leave the sums; its counters
+stay, as counters must not go down.
+
 Environment: REDIS_URL (default redis://127.0.0.1:6379/0, the local Redis), DATABASE_URL (default:
-the SQLite file), HOST, PORT (the first port, default 8001), RETROCHAT_PROCESSES (default 2).
+the SQLite file), HOST, PORT (the first port, default 8001), RETROCHAT_PROCESSES (default 2),
+PROMETHEUS_MULTIPROC_DIR.
 """
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from retrochat.env import env_int
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def prepare_metrics_dir(first_port: int) -> Path:
+    """The multiprocess metrics directory, created if missing and emptied of a previous run's files
+    (the library requires a clean directory at start: old files would add to the counts)."""
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or Path(tempfile.gettempdir()) / f"retrochat-metrics-{first_port}")
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    return path
 
 
 def main() -> int:
@@ -20,22 +39,36 @@ def main() -> int:
     os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
     first_port = env_int("PORT", 8001)
     count = env_int("RETROCHAT_PROCESSES", 2)
-    processes = []
+    metrics_dir = prepare_metrics_dir(first_port)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    processes = {}
     for index in range(count):
         env = {**os.environ, "PORT": str(first_port + index)}
-        processes.append(subprocess.Popen([sys.executable, "-m", "retrochat.serve"], env=env))
+        process = subprocess.Popen([sys.executable, "-m", "retrochat.serve"], env=env)
+        processes[process.pid] = process
     host = os.environ.get("HOST", "127.0.0.1")
     urls = ", ".join(f"http://{host}:{first_port + i}" for i in range(count))
     print(f"RetroChat cluster: {count} processes on {urls}, sharing {os.environ['REDIS_URL']}", flush=True)
 
     def stop(signum: int, frame: object) -> None:
-        for process in processes:
+        for process in processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    codes = [process.wait() for process in processes]
+    from prometheus_client import multiprocess
+
+    codes = []
+    running = dict(processes)
+    while running:
+        pid, status = os.waitpid(-1, 0)  # whichever exits first, so that it leaves the sums at once
+        process = running.pop(pid, None)
+        if process is None:
+            continue
+        process.returncode = os.waitstatus_to_exitcode(status)
+        codes.append(process.returncode)
+        multiprocess.mark_process_dead(pid, str(metrics_dir))
     return max(codes, default=0)
 
 

@@ -1,194 +1,260 @@
-"""Prometheus metrics at /metrics, summed over every server process (issue 4, "Operations").
+"""Prometheus metrics (`prometheus_client`), exposed by every server process at /metrics.
 
-Each process counts in memory. With REDIS_URL set, a background thread writes this process's
-snapshot to Redis every PUBLISH_SECONDS (key `P:metrics:<process id>`, expiring after
-EXPIRY_SECONDS), and /metrics on any process answers the sum of every live process's snapshot,
-so a scrape through a load balancer sees the whole cluster. A process that stops drops out of the
-sums when its key expires; Prometheus treats the resulting drop of a counter as a reset.
+One scrape per process, aggregation in PromQL: each process answers for itself alone, so a dead
+process shows up as a failed scrape (`up == 0`) instead of vanishing inside a sum. Processes that
+share one host through `make cluster` (retrochat/cluster.py) use the library's multiprocess mode
+instead: with PROMETHEUS_MULTIPROC_DIR set, every process writes its values to files in that
+directory and /metrics on any of them answers for all of them (gauges summed over live processes).
+
+Call sites keep a small API: `inc(name, labels, by=)` with the label set rendered as Prometheus
+writes it (`code="FORBIDDEN",transport="ws"`), `registry.gauges[name] = callable` for values read
+when needed (open connections, subscriptions), and `registry.observe_latency(seconds)`. Every name
+is one of the metric objects defined below; an unknown name raises (a typo is a bug, not a series).
 """
-import json
 import logging
 import os
+import re
 import threading
 import time
-import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
+from django.db import DatabaseError, connection
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 logger = logging.getLogger("retrochat.metrics")
 
-PUBLISH_SECONDS = 5
-EXPIRY_SECONDS = 30
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # text format 0.0.4, what every Prometheus reads
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-PROCESS_ID = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+# Multiprocess mode: how often each process writes its callable gauges to its file.
+GAUGE_REFRESH_SECONDS = 2.0
 
-_HELP = {
-    "retrochat_connections_open": ("gauge", "Open WebSocket connections."),
-    "retrochat_subscriptions": ("gauge", "Subscriptions (channel and event filter pairs) on open connections."),
-    "retrochat_events_published_total": ("counter", "Events handed to the channel layer, by event type."),
-    "retrochat_events_delivered_total": ("counter", "Event frames written to WebSocket connections."),
-    "retrochat_errors_total": ("counter", "Error answers, by code and transport (ws or http)."),
-    "retrochat_delivery_latency_seconds": ("histogram", "From publishing an event to writing it to the last local socket."),
-    "retrochat_processes": ("gauge", "Server processes whose metrics are included."),
-    "retrochat_slow_consumer_closes_total": ("counter", "Connections closed with 4008 because they did not read fast enough."),
-    "retrochat_recoveries_total": ("counter", "Subscribes with `since`, by outcome (recovered or not)."),
-    "retrochat_events_replayed_total": ("counter", "Missed events sent on subscribe with `since`."),
-    "retrochat_gap_fills_total": ("counter", "Times a process read missed events of a channel from the event log."),
-    "retrochat_credential_revalidations_total": ("counter", "Periodic re-validations of the credentials of every open connection."),
+
+# No `*_created` series: Prometheus does not need them, and they double the scrape.
+disable_created_metrics()
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+# This process's metric objects. In multiprocess mode their values live in files and the registry
+# only holds them for the code below; the exposition reads the files (`exposition`).
+_registry = CollectorRegistry()
+
+_COUNTERS = {
+    counter._name + "_total": counter  # prometheus_client strips `_total` from a counter's name
+    for counter in (
+        Counter("retrochat_events_published_total", "Events handed to the channel layer, by event type.", ["type"], registry=_registry),
+        Counter("retrochat_events_delivered_total", "Event frames queued to WebSocket connections.", registry=_registry),
+        Counter("retrochat_errors_total", "Error answers, by code and transport (ws or http).", ["code", "transport"], registry=_registry),
+        Counter("retrochat_slow_consumer_closes_total", "Connections closed with 4008 because they did not read fast enough.", registry=_registry),
+        Counter("retrochat_recoveries_total", "Subscribes with `since`, by outcome (recovered or not_recovered).", ["outcome"], registry=_registry),
+        Counter("retrochat_events_replayed_total", "Missed events sent on subscribe with `since`.", registry=_registry),
+        Counter("retrochat_gap_fills_total", "Times a process read missed events of a channel from the event log.", registry=_registry),
+        Counter("retrochat_credential_revalidations_total", "Periodic re-validations of the credentials of every open connection.", registry=_registry),
+        Counter(
+            "retrochat_channel_layer_errors_total",
+            "Failed channel-layer operations: send (group_send of an event or control message) or receive (the hub's).",
+            ["operation"],
+            registry=_registry,
+        ),
+    )
 }
+
+# Gauges whose value a callable gives (registry.gauges[name] = callable). `livesum`: in
+# multiprocess mode, the sum over the processes that are alive.
+_GAUGES = {
+    gauge._name: gauge
+    for gauge in (
+        Gauge("retrochat_connections_open", "Open WebSocket connections.", registry=_registry, multiprocess_mode="livesum"),
+        Gauge(
+            "retrochat_subscriptions", "Subscriptions (channel and event filter pairs) on open connections.",
+            registry=_registry, multiprocess_mode="livesum",
+        ),
+        Gauge(
+            "retrochat_presence_users_online",
+            "Users with at least one open connection on this process (a user connected to two processes counts in both).",
+            registry=_registry, multiprocess_mode="livesum",
+        ),
+    )
+}
+
+PROCESSES = Gauge(
+    "retrochat_processes", "Server processes this scrape answers for: 1, or the live processes of a multiprocess cluster.",
+    registry=_registry, multiprocess_mode="livesum",
+)
+PROCESSES.set(1)
+
+DELIVERY_LATENCY = Histogram(
+    "retrochat_delivery_latency_seconds", "From publishing an event to queuing it to the last local socket.",
+    buckets=LATENCY_BUCKETS, registry=_registry,
+)
+
+_LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+
+
+def parse_labels(labels: str) -> dict[str, str]:
+    """`code="FORBIDDEN",transport="ws"` → {"code": "FORBIDDEN", "transport": "ws"}."""
+    parsed: dict[str, str] = {}
+    position = 0
+    while position < len(labels):
+        match = _LABEL.match(labels, position)
+        if match is None:
+            raise ValueError(f"malformed label set: {labels!r}")
+        parsed[match.group(1)] = re.sub(r"\\(.)", r"\1", match.group(2))
+        position = match.end()
+    return parsed
+
+
+class _CallableGauges(dict):
+    """`registry.gauges[name] = callable`: the callable is read at each scrape (and, in multiprocess
+    mode, every GAUGE_REFRESH_SECONDS, so that a scrape through another process sees it)."""
+
+    def __setitem__(self, name: str, read: Callable[[], float]) -> None:
+        if name not in _GAUGES:
+            raise KeyError(f"unknown gauge {name!r}: define it in retrochat/metrics.py")
+        super().__setitem__(name, read)
+        if multiprocess_dir():
+            _ensure_refresher()
+
+    def refresh(self) -> None:
+        for name, read in list(self.items()):
+            try:
+                _GAUGES[name].set(float(read()))
+            except Exception:  # a gauge must never break the scrape (or delivery)
+                logger.exception("metrics: gauge %s failed", name)
 
 
 class Registry:
+    """What call sites reach as `metrics.registry`."""
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counters: dict[str, dict[str, float]] = {}
-        self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.latency_sum = 0.0
-        self.latency_count = 0
-        self.gauges: dict[str, Callable[[], float]] = {}
+        self.gauges = _CallableGauges()
 
-    def inc(self, name: str, labels: str = "", by: float = 1) -> None:
-        """`labels` is the rendered label set, e.g. `code="FORBIDDEN",transport="ws"`."""
-        with self._lock:
-            series = self.counters.setdefault(name, {})
-            series[labels] = series.get(labels, 0) + by
-
-    def observe_latency(self, seconds: float) -> None:
-        index = next((i for i, bound in enumerate(LATENCY_BUCKETS) if seconds <= bound), len(LATENCY_BUCKETS))
-        with self._lock:
-            self.latency_buckets[index] += 1
-            self.latency_sum += seconds
-            self.latency_count += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            counters = {name: dict(series) for name, series in self.counters.items()}
-            latency = {"buckets": list(self.latency_buckets), "sum": self.latency_sum, "count": self.latency_count}
-        gauges = {}
-        for name, read in self.gauges.items():
-            try:
-                gauges[name] = float(read())
-            except Exception:  # a gauge must never break the scrape
-                logger.exception("metrics: gauge %s failed", name)
-        return {"counters": counters, "latency": latency, "gauges": gauges}
+    @staticmethod
+    def observe_latency(seconds: float) -> None:
+        DELIVERY_LATENCY.observe(seconds)
 
 
 registry = Registry()
 
 
 def inc(name: str, labels: str = "", by: float = 1) -> None:
-    registry.inc(name, labels, by)
-    _ensure_publisher()
+    """Add `by` to the counter `name`, for the label set rendered as `key="value",…` (empty: none)."""
+    counter = _COUNTERS.get(name)
+    if counter is None:
+        raise KeyError(f"unknown counter {name!r}: define it in retrochat/metrics.py")
+    if labels:
+        counter.labels(**parse_labels(labels)).inc(by)
+    else:
+        counter.inc(by)
 
 
-def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
-    total: dict[str, Any] = {
-        "counters": {},
-        "gauges": {},
-        "latency": {"buckets": [0] * (len(LATENCY_BUCKETS) + 1), "sum": 0.0, "count": 0},
+def names() -> set[str]:
+    """Every metric family name this server exports (not counting the library's process collectors)."""
+    return {
+        *_COUNTERS, *_GAUGES, PROCESSES._name, DELIVERY_LATENCY._name,
+        *(family.name for family in EventLogCollector().describe()),
     }
-    for snap in snapshots:
-        for name, series in snap.get("counters", {}).items():
-            merged = total["counters"].setdefault(name, {})
-            for labels, value in series.items():
-                merged[labels] = merged.get(labels, 0) + value
-        for name, value in snap.get("gauges", {}).items():
-            total["gauges"][name] = total["gauges"].get(name, 0) + value
-        latency = snap.get("latency", {})
-        for i, count in enumerate(latency.get("buckets", [])):
-            total["latency"]["buckets"][i] += count
-        total["latency"]["sum"] += latency.get("sum", 0.0)
-        total["latency"]["count"] += latency.get("count", 0)
-    total["gauges"]["retrochat_processes"] = len(snapshots)
-    return total
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+# --- the event log (one database, so any process may answer) -----------------------------------
+class EventLogCollector(Collector):
+    """Size and retention lag of the event log, read from the database at each scrape: `count(*)`
+    and `min(created_at)` (indexed) on realtime_streamevent, which retention keeps bounded."""
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("retrochat_event_log_rows", "Rows in the event log (realtime_streamevent).")
+        yield GaugeMetricFamily("retrochat_event_log_oldest_age_seconds", "Age of the oldest event in the log (0 when empty).")
+        yield GaugeMetricFamily(
+            "retrochat_event_log_prune_lag_seconds",
+            "How far the oldest event is past RETROCHAT_HISTORY_TTL (0 when pruning keeps up).",
+        )
+        yield GaugeMetricFamily("retrochat_event_log_ttl_seconds", "RETROCHAT_HISTORY_TTL: how long events are kept.")
 
-def render(total: dict[str, Any]) -> str:
-    lines: list[str] = []
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from realtime.models import StreamEvent
 
-    def header(name: str) -> None:
-        kind, text = _HELP[name]
-        lines.extend([f"# HELP {name} {text}", f"# TYPE {name} {kind}"])
-
-    for name in ("retrochat_connections_open", "retrochat_subscriptions", "retrochat_processes"):
-        header(name)
-        lines.append(f"{name} {_number(total['gauges'].get(name, 0))}")
-    # Every counter in _HELP (the realtime core's counters were declared but never rendered, so
-    # /metrics lacked retrochat_slow_consumer_closes_total & co.). An unlabelled counter reads 0
-    # before its first increment, so that a scrape (or a test) can tell "none yet" from "missing".
-    labelled = {"retrochat_events_published_total", "retrochat_errors_total", "retrochat_recoveries_total"}
-    for name in (name for name, (kind, _) in _HELP.items() if kind == "counter"):
-        header(name)
-        series = total["counters"].get(name, {})
-        if not series and name not in labelled:
-            lines.append(f"{name} 0")
-        for labels, value in sorted(series.items()):
-            lines.append(f"{name}{{{labels}}} {_number(value)}" if labels else f"{name} {_number(value)}")
-    header("retrochat_delivery_latency_seconds")
-    cumulative = 0
-    latency = total["latency"]
-    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), latency["buckets"]):
-        cumulative += count
-        le = "+Inf" if bound == float("inf") else repr(bound)
-        lines.append(f'retrochat_delivery_latency_seconds_bucket{{le="{le}"}} {cumulative}')
-    lines.append(f"retrochat_delivery_latency_seconds_sum {_number(latency['sum'])}")
-    lines.append(f"retrochat_delivery_latency_seconds_count {latency['count']}")
-    return "\n".join(lines) + "\n"
-
-
-# --- sharing across processes ------------------------------------------------------------------
-_publisher_started = False
-_publisher_lock = threading.Lock()
-
-
-def _redis() -> Any:
-    from retrochat import redis_config
-
-    return redis_config.sync_client(settings.REDIS_URL)
-
-
-def _key(process_id: str) -> str:
-    return f"{settings.REDIS_PREFIX}:metrics:{process_id}"
-
-
-def _ensure_publisher() -> None:
-    global _publisher_started
-    if _publisher_started or not settings.REDIS_URL:
-        return
-    with _publisher_lock:
-        if _publisher_started:
-            return
-        _publisher_started = True
-        threading.Thread(target=_publish_forever, name="retrochat-metrics", daemon=True).start()
-
-
-def _publish_forever() -> None:
-    client = _redis()
-    while True:
         try:
-            client.set(_key(PROCESS_ID), json.dumps(registry.snapshot()), ex=EXPIRY_SECONDS)
-        except Exception as exc:  # Redis down: the next round tries again
-            logger.warning("metrics: could not publish the snapshot: %s", exc.__class__.__name__)
-        time.sleep(PUBLISH_SECONDS)
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT count(*), min(created_at) FROM {StreamEvent._meta.db_table}")
+                rows, oldest = cursor.fetchone()
+        except DatabaseError as exc:  # the database is down: the other metrics still answer
+            logger.warning("metrics: event log unavailable (%s)", exc.__class__.__name__)
+            return
+        if isinstance(oldest, str):  # SQLite answers the aggregate as text
+            from django.utils.dateparse import parse_datetime
+
+            oldest = parse_datetime(oldest)
+        age = max(0.0, time.time() - oldest.timestamp()) if oldest is not None else 0.0
+        ttl = float(settings.RETROCHAT_HISTORY_TTL)
+        for family, value in zip(self.describe(), (rows, age, max(0.0, age - ttl), ttl)):
+            family.add_metric([], value)
+            yield family
 
 
-def cluster_snapshots() -> list[dict[str, Any]]:
-    """This process's fresh snapshot plus every other live process's last one."""
-    _ensure_publisher()
-    own = registry.snapshot()
-    if not settings.REDIS_URL:
-        return [own]
-    try:
-        client = _redis()
-        keys = [k for k in client.scan_iter(match=_key("*"), count=500) if k.decode() != _key(PROCESS_ID)]
-        others = [json.loads(raw) for raw in client.mget(keys) if raw] if keys else []
-    except Exception as exc:
-        logger.warning("metrics: other processes unavailable (%s); answering this process only", exc.__class__.__name__)
-        others = []
-    return [own, *others]
+_event_log = EventLogCollector()
+
+
+# --- exposition --------------------------------------------------------------------------------
+def _single_process_registry() -> CollectorRegistry:
+    exposed = CollectorRegistry()
+    for collector in (_registry, _event_log, PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        exposed.register(collector)
+    return exposed
+
+
+_exposed: CollectorRegistry | None = None
+
+
+def exposition() -> bytes:
+    """The text format of /metrics: this process's metrics, or the whole multiprocess directory's.
+
+    The library's process collectors (`process_*`, `python_*`) describe the answering process only,
+    so they are left out in multiprocess mode, where they would pass one process off as the cluster."""
+    global _exposed
+    registry.gauges.refresh()
+    path = multiprocess_dir()
+    if path:
+        exposed = CollectorRegistry()
+        multiprocess.MultiProcessCollector(exposed, path=path)
+        exposed.register(_event_log)
+        return generate_latest(exposed)
+    if _exposed is None:
+        _exposed = _single_process_registry()
+    return generate_latest(_exposed)
+
+
+# --- multiprocess mode: callable gauges written to this process's file -------------------------
+_refresher_started = False
+_refresher_lock = threading.Lock()
+
+
+def _ensure_refresher() -> None:
+    global _refresher_started
+    with _refresher_lock:
+        if _refresher_started:
+            return
+        _refresher_started = True
+        threading.Thread(target=_refresh_forever, name="retrochat-metrics", daemon=True).start()
+
+
+def _refresh_forever() -> None:
+    while True:
+        registry.gauges.refresh()
+        time.sleep(GAUGE_REFRESH_SECONDS)

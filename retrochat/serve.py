@@ -11,13 +11,18 @@ RETROCHAT_SERVER picks the server: `uvicorn` (the default: uvloop, httptools and
 - no maximum connection age (daphne's default closes every socket after a day);
 - the transport's message-size cap sits above RETROCHAT_MAX_FRAME_BYTES, so that an oversized frame
   reaches the application and is answered MESSAGE_TOO_LARGE (close 1009) instead of a bare close;
-- SIGTERM closes every WebSocket (uvicorn: 1012, daphne: 1001) and cleans up presence at once.
+- SIGTERM closes every WebSocket (uvicorn: 1012, daphne: 1001) and cleans up presence at once;
+  from the signal on, `GET /v1/health/ready` answers 503 (retrochat/lifecycle.py), and with
+  RETROCHAT_SHUTDOWN_DRAIN_SECONDS > 0 the server keeps serving that long before it starts closing,
+  so that a load balancer sees the 503 and stops sending clients here first.
 """
 import asyncio
 import logging
 import os
 import sys
+import threading
 
+from retrochat import lifecycle
 from retrochat.env import env_int, env_str
 
 logger = logging.getLogger("retrochat.serve")
@@ -54,6 +59,18 @@ def run_daphne() -> None:
         """daphne that, on SIGTERM, closes every WebSocket with 1001 and cleans up presence first."""
 
         def kill_all_applications(self):  # type: ignore[no-untyped-def]
+            # Twisted runs this "before shutdown" trigger on SIGTERM; the reactor keeps serving
+            # until the Deferred it returns fires, so readiness answers 503 during the drain.
+            lifecycle.begin_shutdown()
+            drain = lifecycle.drain_seconds()
+            if drain > 0:
+                from twisted.internet import reactor, task
+
+                logger.info("shutdown: not ready; closing connections in %.1f s", drain)
+                return task.deferLater(reactor, drain, self._close_connections)
+            return self._close_connections()
+
+        def _close_connections(self):  # type: ignore[no-untyped-def]
             from daphne.ws_protocol import WebSocketProtocol
 
             from realtime.protocol import CLOSE_GOING_AWAY
@@ -86,10 +103,28 @@ def run_daphne() -> None:
 
 def run_uvicorn() -> None:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn that marks the process not ready on SIGTERM (or SIGINT), and with a drain delay
+        goes on serving that long before its own shutdown starts; a second signal ends the wait."""
+
+        def handle_exit(self, sig: int, frame: object) -> None:  # type: ignore[override]
+            first = not lifecycle.shutting_down()
+            lifecycle.begin_shutdown()
+            drain = lifecycle.drain_seconds()
+            if first and drain > 0:
+                logger.info("shutdown: not ready; closing connections in %.1f s", drain)
+                # A signal handler must not block: uvicorn's loop reads should_exit every 0.1 s.
+                timer = threading.Timer(drain, super().handle_exit, (sig, frame))
+                timer.daemon = True
+                timer.start()
+                return
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
 
     # On SIGTERM uvicorn sends every socket close 1012 and delivers websocket.disconnect, so each
     # consumer cleans up its presence; it waits up to 5 s for them before cancelling.
-    uvicorn.run(
+    config = uvicorn.Config(
         APPLICATION,
         host=os.environ.get("HOST", "127.0.0.1"),
         port=env_int("PORT", 8000),
@@ -108,6 +143,13 @@ def run_uvicorn() -> None:
         log_config=None,  # Django's LOGGING applies
         timeout_graceful_shutdown=5,
     )
+    server = DrainingServer(config)
+    try:  # what uvicorn.run does for one worker without reload
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from realtime.api import RealtimeTokenView
 from retrochat.api import converters
 from retrochat.api.errors import json_not_found
 from retrochat.api.metrics_view import metrics_view
-from retrochat.api.views import HealthView
+from retrochat.api.views import HealthView, LivenessView, ReadinessView
 from rooms.api import views as rooms
 from users.api import views as users
 
@@ -33,6 +33,8 @@ api_v1 = [
     path("messages/<msg_id:msg_id>", rooms.MessageDetailView.as_view(), name="message-detail"),
     path("realtime/token", RealtimeTokenView.as_view(), name="realtime-token"),
     path("health", HealthView.as_view(), name="health"),
+    path("health/live", LivenessView.as_view(), name="health-live"),
+    path("health/ready", ReadinessView.as_view(), name="health-ready"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -41,10 +41,10 @@ def test_disallowed_host_debug_page_on_an_api_path_shows_no_credentials(secrets_
 
 
 def test_technical_500_page_shows_no_credentials(secrets_in_settings, monkeypatch):
-    def broken() -> list:
+    def broken() -> bytes:
         raise RuntimeError("metrics store broken")
 
-    monkeypatch.setattr(metrics, "cluster_snapshots", broken)
+    monkeypatch.setattr(metrics, "exposition", broken)
     token = SECRETS["RETROCHAT_METRICS_TOKEN"]
 
     response = Client(raise_request_exception=False).get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")

@@ -1,21 +1,31 @@
-"""Prometheus metrics at /metrics (issue 4, "Operations")."""
+"""Prometheus metrics at /metrics (prometheus_client): one scrape per process, aggregation in PromQL;
+multiprocess mode for processes sharing a host through `make cluster` (retrochat/cluster.py)."""
 import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
+from realtime.models import StreamEvent
 from retrochat import metrics
 from tests import factories
-from tests.live import LiveServer, recv_json, request_reply
+from tests.live import ROOT, LiveServer, recv_json, request_reply, server_database_url
+
+PUBLISHED = 'retrochat_events_published_total{type="message:new"}'
 
 
-def scrape(server: LiveServer) -> dict[str, float]:
-    with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=5) as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = response.read().decode()
+def parse(text: str) -> dict[str, float]:
     values = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -24,39 +34,107 @@ def scrape(server: LiveServer) -> dict[str, float]:
     return values
 
 
-def test_the_text_format_has_help_type_and_cumulative_buckets():
-    total = metrics.merge(
-        [
-            {"counters": {"retrochat_errors_total": {'code="FORBIDDEN",transport="ws"': 2}}, "gauges": {"retrochat_connections_open": 3},
-             "latency": {"buckets": [1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], "sum": 0.5, "count": 4}},
-            {"counters": {"retrochat_errors_total": {'code="FORBIDDEN",transport="ws"': 1}}, "gauges": {"retrochat_connections_open": 1},
-             "latency": {"buckets": [0] * 13, "sum": 0.0, "count": 0}},
-        ]
-    )
-    text = metrics.render(total)
-    assert "# TYPE retrochat_connections_open gauge\nretrochat_connections_open 4\n" in text
-    assert "retrochat_processes 2\n" in text
-    assert 'retrochat_errors_total{code="FORBIDDEN",transport="ws"} 3\n' in text
-    assert 'retrochat_delivery_latency_seconds_bucket{le="0.001"} 1\n' in text
-    assert 'retrochat_delivery_latency_seconds_bucket{le="0.005"} 3\n' in text
-    assert 'retrochat_delivery_latency_seconds_bucket{le="+Inf"} 4\n' in text
-    assert "retrochat_delivery_latency_seconds_count 4\n" in text
+def scrape_url(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        return parse(response.read().decode())
 
 
-def test_a_configured_token_is_required(client, settings):
+def scrape(server: LiveServer) -> dict[str, float]:
+    return scrape_url(server.http_url)
+
+
+def wait_for(condition, what: str, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+    """Poll `condition()` until it returns a true value (returned), failing after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+# --- this process, through Django's test client ---------------------------------------------------
+def test_inc_takes_the_label_set_as_call_sites_render_it():
+    before = metrics._COUNTERS["retrochat_errors_total"].labels(code="FORBIDDEN", transport="ws")._value.get()
+    metrics.inc("retrochat_errors_total", 'code="FORBIDDEN",transport="ws"', by=2)
+    after = metrics._COUNTERS["retrochat_errors_total"].labels(code="FORBIDDEN", transport="ws")._value.get()
+    assert after == before + 2
+    assert metrics.parse_labels(r'code="A\"B",transport="http"') == {"code": 'A"B', "transport": "http"}
+
+
+def test_an_unknown_metric_name_is_a_bug():
+    with pytest.raises(KeyError, match="retrochat_typo_total"):
+        metrics.inc("retrochat_typo_total")
+    with pytest.raises(KeyError, match="retrochat_typo"):
+        metrics.registry.gauges["retrochat_typo"] = lambda: 1
+
+
+def test_every_metric_a_call_site_names_is_defined():
+    """The call sites name metrics by string; each must be one of the objects in retrochat/metrics.py."""
+    used = set()
+    for path in [*ROOT.glob("realtime/*.py"), *ROOT.glob("retrochat/**/*.py"), *ROOT.glob("rooms/**/*.py"), *ROOT.glob("users/**/*.py")]:
+        text = path.read_text()
+        used.update(re.findall(r'metrics\.inc\(\s*"([a-z_]+)"', text))
+        used.update(re.findall(r'metrics\.registry\.gauges\["([a-z_]+)"\]', text))
+    assert "retrochat_errors_total" in used and "retrochat_connections_open" in used  # the patterns match
+    assert used <= metrics.names(), used - metrics.names()
+
+
+def test_the_exposition_has_help_type_cumulative_buckets_and_process_metrics(client, db):
+    for seconds in (0.0005, 0.003, 0.004, 9.0):
+        metrics.registry.observe_latency(seconds)
+    text = client.get("/metrics").content.decode()
+    assert "# TYPE retrochat_connections_open gauge\n" in text
+    assert "# TYPE retrochat_errors_total counter\n" in text
+    assert "# TYPE retrochat_delivery_latency_seconds histogram\n" in text
+    values = parse(text)
+    buckets = [values[f'retrochat_delivery_latency_seconds_bucket{{le="{le}"}}'] for le in ("0.001", "0.005", "5.0", "+Inf")]
+    assert buckets == sorted(buckets) and buckets[-1] == values["retrochat_delivery_latency_seconds_count"]
+    assert values["retrochat_processes"] == 1.0
+    assert "process_resident_memory_bytes" in values and "process_open_fds" in values
+    assert any(name.startswith("python_gc_objects_collected_total") for name in values)
+    assert not any(name.endswith("_created") for name in values)
+
+
+def test_a_configured_token_is_required(client, db, settings):
     settings.RETROCHAT_METRICS_TOKEN = "s3cret"
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/metrics", headers={"authorization": "Bearer s3cret"}).status_code == 200
 
 
+def test_event_log_size_and_prune_lag(client, db, settings):
+    ada = factories.make_user("ada")
+    room = factories.make_room(ada)
+    factories.make_message(ada, room=room)
+    factories.make_message(ada, room=room)
+    StreamEvent.objects.filter(channel=f"room:{room.pk}").update(created_at=timezone.now() - timedelta(hours=2))
+    settings.RETROCHAT_HISTORY_TTL = 3600
+    values = parse(client.get("/metrics").content.decode())
+    assert values["retrochat_event_log_rows"] == StreamEvent.objects.count()
+    assert values["retrochat_event_log_ttl_seconds"] == 3600
+    assert values["retrochat_event_log_oldest_age_seconds"] >= 7200
+    assert values["retrochat_event_log_prune_lag_seconds"] == pytest.approx(values["retrochat_event_log_oldest_age_seconds"] - 3600)
+
+
+def test_an_empty_event_log_has_no_lag(client, db):
+    StreamEvent.objects.all().delete()
+    values = parse(client.get("/metrics").content.decode())
+    assert (values["retrochat_event_log_rows"], values["retrochat_event_log_oldest_age_seconds"]) == (0, 0)
+    assert values["retrochat_event_log_prune_lag_seconds"] == 0
+
+
+# --- real server processes -----------------------------------------------------------------------
 @pytest.fixture
 def ada(transactional_db):  # type: ignore[no-untyped-def]
     ada = factories.make_user("ada")
-    return {"key": factories.make_key(ada), "room": factories.make_room(ada)}
+    return {"key": factories.make_key(ada), "room": factories.make_room(ada), "user": ada}
 
 
-async def test_connections_events_and_errors_are_counted(server, ada):
+async def test_connections_events_presence_and_errors_are_counted(server, ada):
     before = await asyncio.to_thread(scrape, server)
     room = ada["room"]
     async with server.connect(ada["key"]) as ws:
@@ -70,28 +148,102 @@ async def test_connections_events_and_errors_are_counted(server, ada):
         during = await asyncio.to_thread(scrape, server)
     assert during["retrochat_connections_open"] == before["retrochat_connections_open"] + 1
     assert during["retrochat_subscriptions"] == before["retrochat_subscriptions"] + 1
-    published = 'retrochat_events_published_total{type="message:new"}'
-    assert during[published] == before.get(published, 0) + 1
+    assert during["retrochat_presence_users_online"] == before["retrochat_presence_users_online"] + 1
+    assert during[PUBLISHED] == before.get(PUBLISHED, 0) + 1
     assert during["retrochat_events_delivered_total"] == before["retrochat_events_delivered_total"] + 1
     unknown = 'retrochat_errors_total{code="UNKNOWN_TYPE",transport="ws"}'
     assert during[unknown] == before.get(unknown, 0) + 1
     assert during["retrochat_delivery_latency_seconds_count"] == before["retrochat_delivery_latency_seconds_count"] + 1
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL: processes share metrics through Redis")
-async def test_any_process_answers_for_the_whole_cluster(ada):
-    with LiveServer() as a, LiveServer() as b:
+async def test_each_process_exposes_its_own_counts(ada):
+    with LiveServer(RETROCHAT_WRITE_THROTTLE="off") as a, LiveServer(RETROCHAT_WRITE_THROTTLE="off") as b:
         room = ada["room"]
-        published = 'retrochat_events_published_total{type="message:new"}'
-        # Snapshots of other test servers may linger in Redis (they expire); count from here.
-        baseline = (await asyncio.to_thread(scrape, a)).get(published, 0)
         status, _ = await b.arequest("POST", f"/v1/rooms/{room.pk}/messages", ada["key"], {"content": "on B"})
         assert status == 201
-        deadline = time.monotonic() + 3 * metrics.PUBLISH_SECONDS
-        while True:
-            seen = await asyncio.to_thread(scrape, a)
-            if seen.get(published, 0) == baseline + 1:
-                break
-            assert time.monotonic() < deadline, f"process B's metrics never reached A: {seen}"
-            await asyncio.sleep(0.5)
-        assert seen["retrochat_processes"] >= 2
+        async with a.connect(ada["key"]) as ws:
+            assert (await recv_json(ws))["type"] == "connected"
+            on_a, on_b = await asyncio.to_thread(scrape, a), await asyncio.to_thread(scrape, b)
+        assert (on_a.get(PUBLISHED, 0), on_b[PUBLISHED]) == (0, 1)
+        assert (on_a["retrochat_connections_open"], on_b["retrochat_connections_open"]) == (1, 0)
+        assert on_a["retrochat_processes"] == on_b["retrochat_processes"] == 1
+        assert on_a["process_resident_memory_bytes"] > 0 and on_b["process_resident_memory_bytes"] > 0
+
+
+# --- make cluster: multiprocess mode -------------------------------------------------------------
+def _two_free_ports() -> int:
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v1/health/ready", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL: the cluster's processes meet in Redis")
+def test_a_cluster_answers_for_all_its_live_processes_on_any_port(ada, tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"a previous run's file, unreadable: it must be removed at start")
+    port = _two_free_ports()
+    first, second = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
+    env = {
+        **os.environ, "HOST": "127.0.0.1", "PORT": str(port), "RETROCHAT_PROCESSES": "2",
+        "DATABASE_URL": server_database_url(), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "RETROCHAT_WRITE_THROTTLE": "off",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    log = tmp_path / "cluster.log"
+    with log.open("wb") as out:
+        cluster = subprocess.Popen([sys.executable, "-m", "retrochat.cluster"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: _healthy(first) and _healthy(second), "both processes", timeout=60)
+        assert wait_for(lambda: scrape_url(first)["retrochat_processes"] == 2, "two live processes")
+        room = ada["room"]
+        request = urllib.request.Request(
+            f"{second}/v1/rooms/{room.pk}/messages", data=b'{"content": "via the second"}', method="POST",
+            headers={"Authorization": f"Bearer {ada['key']}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201
+        assert scrape_url(first)[PUBLISHED] == 1  # counted by the second process, answered by the first
+        # The second process stops; the cluster marks it dead: its gauges leave, its counters stay.
+        by_port = {}
+        for child in _children(cluster.pid):
+            process_port = next(
+                (p for p in (port, port + 1) if f"PORT={p}\0".encode() in Path(f"/proc/{child}/environ").read_bytes()), None
+            )
+            by_port[process_port] = child
+        os.kill(by_port[port + 1], signal.SIGTERM)
+        wait_for(lambda: scrape_url(first)["retrochat_processes"] == 1, "the stopped process to leave the sums")
+        values = scrape_url(first)
+        assert values[PUBLISHED] == 1
+        assert values["retrochat_connections_open"] == 0
+        assert "process_resident_memory_bytes" not in values  # one process's figures would pass for the cluster's
+    finally:
+        try:
+            os.killpg(cluster.pid, signal.SIGTERM)
+            cluster.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
+            cluster.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+    assert not list(metrics_dir.glob("gauge_livesum_*.db")), "every process marked dead"

@@ -1,4 +1,5 @@
-"""GET /metrics: Prometheus text format, summed over every live server process.
+"""GET /metrics: Prometheus text format for this server process (retrochat/metrics.py), or for every
+process of a multiprocess cluster (PROMETHEUS_MULTIPROC_DIR, `make cluster`).
 
 Optional bearer token: with RETROCHAT_METRICS_TOKEN set, a scrape must send
 `Authorization: Bearer <token>` (configure `authorization` in the Prometheus scrape job).
@@ -21,5 +22,4 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return HttpResponse("unauthorized\n", status=401, content_type="text/plain")
-    body = metrics.render(metrics.merge(metrics.cluster_snapshots()))
-    return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")
+    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)

@@ -58,7 +58,7 @@ class ErrorSerializer(serializers.Serializer):
     details = serializers.DictField(
         required=False,
         help_text="VALIDATION_ERROR: field or query parameter → list of messages; RATE_LIMITED: "
-        "`retry_after` (seconds); SERVICE_UNAVAILABLE from /v1/health: `checks`.",
+        "`retry_after` (seconds); SERVICE_UNAVAILABLE from /v1/health and /v1/health/ready: `checks`.",
     )
 
 
@@ -70,7 +70,7 @@ _ERRORS: dict[int, str] = {
     413: "`PAYLOAD_TOO_LARGE`: the body is over the server's upload limit.",
     415: "`UNSUPPORTED_MEDIA_TYPE`: the body must be JSON (`Content-Type: application/json`).",
     429: "`RATE_LIMITED`: too many writes; retry after `Retry-After` seconds.",
-    503: "`SERVICE_UNAVAILABLE`: a dependency (the database) does not answer; retry after `Retry-After` seconds.",
+    503: "`SERVICE_UNAVAILABLE`: a dependency (the database) does not answer, or (readiness) the process is shutting down; retry after `Retry-After` seconds.",
 }
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}}
 

@@ -1,0 +1,1 @@
+"""The soak run (`make soak`): soak/run.py drives it, soak/loader.py holds the clients."""
