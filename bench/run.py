@@ -199,7 +199,7 @@ class Server:
         try:
             wait_for_port(self.port, process=self.process)
         except BaseException:
-            self.__exit__()
+            self.__exit__(*sys.exc_info())
             raise
         return self
 
@@ -411,6 +411,16 @@ class Project:
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        try:  # the run's own Redis keys (presence, metrics), by the run's own prefix
+            import redis
+
+            client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+            keys = list(client.scan_iter(match=f"{self.env['RETROCHAT_REDIS_PREFIX']}:*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.delete(*keys[start:start + 1000])
+            client.close()
+        except Exception as exc:
+            print(f"clean-up: Redis keys of {self.env['RETROCHAT_REDIS_PREFIX']} left: {exc}", file=sys.stderr)
 
 
 def two_processes(project: Project) -> dict[str, Any]:
