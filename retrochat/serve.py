@@ -5,7 +5,8 @@ RETROCHAT_SERVER picks the server: `uvicorn` (the default: uvloop, httptools and
 (supported; the live tests run under both in CI). `granian` is measured by `make bench` only and is
 not supported: it has no WebSocket heartbeat or frame-size setting, and realtime/transport.py cannot
 reach its sockets, so slow consumers cannot be aborted and protocol close codes are not fixed
-(docs/benchmarks.md); it is not in requirements.txt (bench/requirements.txt pins it).
+(bench/notes.md, rendered into docs/benchmarks.md); bench/requirements.txt pins it, requirements.txt
+does not.
 
 - HOST, PORT (default 127.0.0.1:8000);
 - RETROCHAT_HEARTBEAT_INTERVAL (25 s): the server pings every socket that often;
@@ -115,8 +116,11 @@ def run_uvicorn() -> None:
 
 def run_granian() -> None:
     """Measurement only (make bench): see the module docstring for what it lacks."""
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
+    try:
+        from granian import Granian
+        from granian.constants import Interfaces, Loops
+    except ImportError:
+        sys.exit("granian is not installed: pip install -r bench/requirements.txt")
 
     Granian(
         APPLICATION,
