@@ -26,12 +26,16 @@ cluster: migrate
 	$(BIN)/python manage.py demo --host $(HOST) --port 8001
 	HOST=$(HOST) PORT=8001 RETROCHAT_PROCESSES=2 $(BIN)/python -m retrochat.cluster
 
-# The project and two baselines in one run (bench/run.py); rewrites docs/benchmarks.md and .png.
+# The project, its baselines and peers in one run (bench/run.py); rewrites docs/benchmarks.md and .png
+# and bench/results/latest.json. BENCH_QUICK=1 is a smoke run (small sizes) that writes
+# bench/results/quick.{json,md,png} instead, never over the report. PostgreSQL: BENCH_POSTGRES_URL.
+BENCH_OUTPUT := $(if $(filter 1,$(BENCH_QUICK)),BENCH_RESULTS=bench/results/quick.json BENCH_DOC=bench/results/quick.md,)
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	cd bench/loadgen && npm ci --silent --no-audit --no-fund
-	$(BIN)/python bench/run.py
-	$(BIN)/python bench/report.py
+	cd bench/baselines/nodesocketio && npm ci --silent --no-audit --no-fund
+	$(BENCH_OUTPUT) $(BIN)/python bench/run.py
+	$(BENCH_OUTPUT) $(BIN)/python bench/report.py
 
 # Two server processes on PostgreSQL + Redis, thousands of clients and faults for SOAK_MINUTES (10);
 # rewrites docs/reliability.md (soak/run.py). Needs PostgreSQL on 127.0.0.1:5432 (trust auth) and

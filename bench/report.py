@@ -1,5 +1,6 @@
 """Turn bench/results/latest.json into docs/benchmarks.md and docs/benchmarks.png (`make bench`)."""
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,17 +10,38 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "latest.json"
-DOC = ROOT / "docs" / "benchmarks.md"
-CHART = ROOT / "docs" / "benchmarks.png"
+# BENCH_RESULTS / BENCH_DOC (the chart goes beside the document): the Makefile points a quick run
+# (BENCH_QUICK=1) at bench/results/quick.*, so that a smoke run never overwrites the real report.
+RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results" / "latest.json")).resolve()
+DOC = Path(os.environ.get("BENCH_DOC", ROOT / "docs" / "benchmarks.md")).resolve()
+CHART = DOC.with_suffix(".png")
 NOTES = ROOT / "bench" / "notes.md"
 
 SERVERS = [
     ("project", "RetroChat (uvicorn, default)"),
     ("project_daphne", "RetroChat (daphne)"),
+    ("project_granian", "RetroChat (granian, measured only)"),
+    ("pysocketio", "peer: python-socketio (uvicorn, Redis manager)"),
+    ("nodesocketio", "peer: Node socket.io + Redis adapter"),
     ("naive", "naive: Channels tutorial design"),
     ("bare", "bare: `websockets` broadcast"),
 ]
+
+
+def ok(r: Any) -> bool:
+    return bool(r) and "error" not in r
+
+
+def measured(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(key, label, results[key]) for key, label in SERVERS if ok(results.get(key))]
+
+
+def failures(results: dict[str, Any]) -> list[str]:
+    """One line per measurement that failed in this run (the run goes on without it)."""
+    names = [key for key, _ in SERVERS] + ["project_core_layer", "project_two_processes", "storm", "creates"]
+    lines = [f"- `{name}` failed in this run: {results[name]['error']}" for name in names
+             if isinstance(results.get(name), dict) and "error" in results[name]]
+    return lines + [""] if lines else []
 
 
 def fmt(value: float | None, digits: int = 0) -> str:
@@ -33,16 +55,15 @@ def verdict(ok: bool) -> str:
 def table(results: dict[str, Any]) -> list[str]:
     n = str(results["settings"]["main_subscribers"])
     rows = [
-        f"| server | burst deliveries/s ({n} subs) | losses | p50 ms | p99 ms (10 msg/s) | new connections/s | KiB per connection |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| server | burst deliveries/s ({n} subs) | server CPU µs per delivery | losses | p50 ms | p99 ms (10 msg/s) "
+        "| new connections/s | KiB per connection |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for key, label in SERVERS:
-        r = results.get(key)
-        if not r:
-            continue
+    for _, label, r in measured(results):
         burst, latency = r["burst"][n], r["latency"][n]
         rows.append(
-            f"| {label} | {fmt(burst['deliveries_per_second'])} | {burst['lost'] + latency['lost']} | {fmt(latency['p50_ms'], 1)} "
+            f"| {label} | {fmt(burst['deliveries_per_second'])} | {fmt(burst.get('cpu_us_per_delivery'), 1)} "
+            f"| {burst['lost'] + latency['lost']} | {fmt(latency['p50_ms'], 1)} "
             f"| {fmt(latency['p99_ms'], 1)} | {fmt(r['connect']['connections_per_second'])} | {fmt(r['memory']['kib_per_connection'], 1)} "
             f"({r['memory']['connections']:,} held) |"
         )
@@ -50,6 +71,8 @@ def table(results: dict[str, Any]) -> list[str]:
 
 
 def targets(results: dict[str, Any]) -> list[str]:
+    if not all(ok(results.get(k)) for k in ("project", "bare", "naive", "project_two_processes")):
+        return ["Not all of project, bare, naive and two processes were measured in this run."]
     n = str(results["settings"]["main_subscribers"])
     project, bare, naive = results["project"], results["bare"], results["naive"]
     burst = project["burst"][n]["deliveries_per_second"]
@@ -77,10 +100,7 @@ def targets(results: dict[str, Any]) -> list[str]:
 def chart(results: dict[str, Any]) -> None:
     counts = results["settings"]["subscribers"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for key, label in SERVERS:
-        r = results.get(key)
-        if not r:
-            continue
+    for _, label, r in measured(results):
         left.plot(counts, [r["burst"][str(c)]["deliveries_per_second"] for c in counts], marker="o", label=label)
         right.plot(counts, [r["latency"][str(c)]["p99_ms"] for c in counts], marker="o", label=label)
     left.set(title="Burst deliveries per second", xlabel="subscribers on one channel", ylabel="deliveries/s", xscale="log")
@@ -94,69 +114,161 @@ def chart(results: dict[str, Any]) -> None:
 
 
 def detail(results: dict[str, Any]) -> list[str]:
-    rows = ["| server | subscribers | burst deliveries/s | p50 ms | p99 ms | max ms |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for key, label in SERVERS:
-        r = results.get(key)
-        if not r:
-            continue
+    rows = ["| server | subscribers | burst deliveries/s | CPU µs per delivery | p50 ms | p99 ms | max ms |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for _, label, r in measured(results):
         for count in results["settings"]["subscribers"]:
             b, lat = r["burst"][str(count)], r["latency"][str(count)]
-            rows.append(f"| {label} | {count:,} | {fmt(b['deliveries_per_second'])} | {fmt(lat['p50_ms'], 1)} | {fmt(lat['p99_ms'], 1)} | {fmt(lat['max_ms'], 1)} |")
+            rows.append(f"| {label} | {count:,} | {fmt(b['deliveries_per_second'])} | {fmt(b.get('cpu_us_per_delivery'), 1)} "
+                        f"| {fmt(lat['p50_ms'], 1)} | {fmt(lat['p99_ms'], 1)} | {fmt(lat['max_ms'], 1)} |")
     return rows
+
+
+def creates_table(results: dict[str, Any]) -> list[str]:
+    c, s = results.get("creates"), results["settings"]
+    if not ok(c):
+        return ["Not measured in this run."]
+    rows = [
+        "| database | writers → rooms | creates/s, log on | creates/s, log off | on ÷ off | p99 ms on / off | errors on / off |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for database, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+        d = c.get(database)
+        if not ok(d):
+            rows.append(f"| {label} | — | {(d or {}).get('error', 'not measured')} | | | | |")
+            continue
+        for case, writers in (("one_room", f"{s['create_writers']} → 1"), ("rooms", f"{s['create_writers']} → {s['create_rooms']}")):
+            on, off = d[case]["on"], d[case]["off"]
+            ratio = on["creates_per_second"] / off["creates_per_second"] if off["creates_per_second"] else None
+            rows.append(
+                f"| {label} | {writers} | {fmt(on['creates_per_second'])} | {fmt(off['creates_per_second'])} | {fmt(ratio, 2)} "
+                f"| {fmt(on['p99_ms'])} / {fmt(off['p99_ms'])} | {sum(on['errors'].values())} / {sum(off['errors'].values())} |"
+            )
+    return rows
+
+
+def storm_table(results: dict[str, Any]) -> list[str]:
+    r = results.get("storm")
+    if not ok(r):
+        return ["Not measured in this run" + (f": {r['error']}" if r else ".")]
+    return [
+        "| subscribers reset at once | events/s published | all resubscribed | all recovered | recovery p50 / p99 "
+        "| events replayed | missing | duplicates | not recovered | reconnect errors |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {r['clients']:,} | {r['rate']} | {fmt(r['all_resubscribed_s'], 2)} s | {fmt(r['all_recovered_s'], 2)} s "
+        f"| {fmt(r['recovery_p50_s'], 2)} / {fmt(r['recovery_p99_s'], 2)} s | {r.get('replayed', 0):,} | {r['missing']} "
+        f"| {r['duplicates']} | {r['not_recovered']} | {r['reconnect_errors']} |",
+    ]
+
+
+def layer_line(results: dict[str, Any], n: str) -> str:
+    if not (ok(results.get("project")) and ok(results.get("project_core_layer"))):
+        return "Channel layer comparison: not measured in this run."
+    project, core = results["project"], results["project_core_layer"]
+    return (
+        "Channel layer, measured on RetroChat itself (uvicorn, 1 process): "
+        f"pub/sub layer {fmt(project['burst'][n]['deliveries_per_second'])} deliveries/s, "
+        f"p99 {fmt(project['latency'][n]['p99_ms'], 1)} ms; "
+        f"core layer {fmt(core['burst']['deliveries_per_second'])} deliveries/s "
+        f"({fmt(core['burst'].get('cpu_us_per_delivery'), 1)} µs CPU each), "
+        f"p99 {fmt(core['latency']['p99_ms'], 1)} ms, {core['burst']['lost'] + core['latency']['lost']} lost."
+    )
+
+
+def two_line(results: dict[str, Any], s: dict[str, Any]) -> str:
+    two = results.get("project_two_processes")
+    if not ok(two):
+        return "Two RetroChat processes: not measured in this run."
+    return (f"Two RetroChat processes behind the same Redis ({s['main_subscribers']:,} subscribers split between them, "
+            f"publishing through the first): {fmt(two['deliveries_per_second'])} deliveries/s, {two['lost']} lost.")
+
+
+def granian_line(results: dict[str, Any], n: str) -> str:
+    if not (ok(results.get("project")) and ok(results.get("project_granian"))):
+        return "granian: not measured in this run."
+    u, g = results["project"], results["project_granian"]
+    return (
+        f"granian vs uvicorn on RetroChat ({n} subscribers): {fmt(g['burst'][n]['deliveries_per_second'])} vs "
+        f"{fmt(u['burst'][n]['deliveries_per_second'])} deliveries/s, {fmt(g['burst'][n].get('cpu_us_per_delivery'), 1)} vs "
+        f"{fmt(u['burst'][n].get('cpu_us_per_delivery'), 1)} µs CPU per delivery, p99 {fmt(g['latency'][n]['p99_ms'], 1)} vs "
+        f"{fmt(u['latency'][n]['p99_ms'], 1)} ms, {fmt(g['connect']['connections_per_second'])} vs "
+        f"{fmt(u['connect']['connections_per_second'])} connections/s, {fmt(g['memory']['kib_per_connection'], 1)} vs "
+        f"{fmt(u['memory']['kib_per_connection'], 1)} KiB per connection (granian's worker process included). "
+        "Whether it could be the default: see \"granian\" in the notes below."
+    )
 
 
 def main() -> None:
     results = json.loads(RESULTS.read_text())
     chart(results)
     m, s = results["machine"], results["settings"]
+    n = str(s["main_subscribers"])
     lines = [
         "# Benchmarks",
         "",
-        "Regenerated by `make bench` (bench/run.py, then bench/report.py) from `bench/results/latest.json`.",
+        f"Regenerated by `make bench` (bench/run.py, then bench/report.py) from `{RESULTS.relative_to(ROOT) if RESULTS.is_relative_to(ROOT) else RESULTS}`.",
         "Every figure below comes from one run, on one machine, with one load generator.",
         "",
-        f"- Run: {results['started']} → {results['finished']}" + (" (**quick mode**, smaller sizes)" if m.get("quick") else ""),
+        f"- Run: {results['started']} → {results['finished']}" + (" (**quick mode**: small sizes, a smoke run; its figures mean nothing)" if m.get("quick") else ""),
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; Linux {m['kernel']}; Python {m['python']}; Node {m['node']}.",
-        "  Servers, Redis and the load generator share the same cores.",
+        "  Servers, Redis, PostgreSQL and the load generator share the same cores.",
         "",
         "## Method",
         "",
-        "- Each server is started fresh as one process (unless said otherwise) with the Redis channel layer on the local Redis.",
-        "- The load generator is `bench/loadgen/loadgen.js` (Node, `ws`). It opens N sockets that all subscribe to one channel",
-        "  (`{\"type\":\"subscribe\",\"channel\":\"room:1\"}`, the same frame for all three servers), then:",
+        "- Each server is started fresh as one process (unless said otherwise) with the Redis channel layer (or Redis adapter) on the local Redis.",
+        "- Servers: RetroChat under uvicorn (the default), daphne and granian (measured only); the peers python-socketio",
+        "  (`AsyncServer` as an ASGI app under uvicorn with uvloop, `AsyncRedisManager`, `enter_room` / `emit(room=…)`,",
+        "  bench/baselines/pysocketio/) and Node socket.io with `@socket.io/redis-adapter` (bench/baselines/nodesocketio/), both written",
+        "  as their docs show; the Channels tutorial design (naive) and a bare `websockets` broadcast. Each peer and baseline has an",
+        "  HTTP `POST /publish/<channel>` endpoint.",
+        "- The load generator is `bench/loadgen/loadgen.js` (Node; `ws`, or `socket.io-client` with the websocket transport and one",
+        "  connection per socket for the socket.io peers). It opens N sockets that all subscribe to one channel",
+        "  (`{\"type\":\"subscribe\",\"channel\":\"room:1\"}`; for socket.io the acknowledged `subscribe` event), then:",
         f"  - **burst**: publishes {s['burst_deliveries']:,} / N messages (naive: fewer) with 4 requests in flight and counts deliveries until every socket has every",
         "    message; deliveries/s = deliveries ÷ (last delivery − first publish). Anything missing after 30 s is a loss.",
+        "    **Server CPU per delivery**: utime + stime of the server's process tree (/proc/PID/stat, children included) read right",
+        "    before the first publish and right after the last delivery, ÷ deliveries. It includes the server's publish endpoint",
+        "    (for RetroChat: authentication, the database write, the event log).",
         f"  - **latency**: publishes {s['latency_rate']} messages/s for {s['latency_seconds']} s; latency is receipt time on each socket minus the moment the publish",
         "    request was sent (for RetroChat: the REST `POST /v1/rooms/1/messages`, which authenticates, writes the database and publishes on commit).",
         f"  - **connect**: opens {s['connect_count']:,} new sockets, 100 in flight, each authenticated (RetroChat: an API key in the header, checked against",
-        "    the database) until the server's first frame.",
+        "    the database) until the server's first frame (socket.io: `connect`).",
         f"  - **memory**: server RSS growth per open, subscribed socket while {s['hold_count']:,} are held (naive: {s['naive_hold_count']:,}: it subscribes in Redis",
         "    per connection and opens them slowly), measured first, on a fresh process.",
-        "- RetroChat runs with `DEBUG=0`, SQLite, throttling off and the per-user connection limit raised (all sockets use one key).",
-        "- The publish endpoints of the baselines do no authentication and no database write; RetroChat's does both for every message.",
+        f"  - **creates** (RetroChat only): {s['create_writers']} concurrent keep-alive HTTP clients `POST /v1/rooms/{{id}}/messages` for {s['create_seconds']} s,",
+        f"    all to one room and spread over {s['create_rooms']} rooms, on SQLite and on PostgreSQL, with the event log on and with",
+        "    `RETROCHAT_EVENT_LOG=0` (measurement only: no log row, no offsets, nothing recoverable); a fresh database and server per case.",
+        f"  - **reconnect storm** (RetroChat only): {s['storm_clients']:,} subscribed sockets while {s['storm_rate']} messages/s are published through REST;",
+        "    every TCP connection is reset at once (RST), and every client reconnects at once and subscribes with `since` (its last offset).",
+        "    Recovered = `subscribed` with `recovered: true` and every offset up to the one it names received. After 2 s more of events the",
+        "    publisher stops and every client must hold every offset after its first `subscribed` up to the stream's head exactly once.",
+        "- RetroChat runs with `DEBUG=0`, SQLite (PostgreSQL where said), throttling off and the per-user connection limit raised (all sockets use one key).",
+        "- The publish endpoints of the baselines and peers do no authentication and no database write; RetroChat's does both for every message.",
         "",
+        *failures(results),
         "## Results",
         "",
         *table(results),
         "",
-        "![deliveries per second and p99 latency for 100, 1,000 and 5,000 subscribers](benchmarks.png)",
+        f"![deliveries per second and p99 latency by subscribers]({CHART.name})",
         "",
         *detail(results),
         "",
-        "Channel layer, measured on RetroChat itself (uvicorn, 1 process): "
-        + (
-            f"pub/sub layer {fmt(results['project']['burst'][str(s['main_subscribers'])]['deliveries_per_second'])} deliveries/s, "
-            f"p99 {fmt(results['project']['latency'][str(s['main_subscribers'])]['p99_ms'], 1)} ms; "
-            f"core layer {fmt(results['project_core_layer']['burst']['deliveries_per_second'])} deliveries/s, "
-            f"p99 {fmt(results['project_core_layer']['latency']['p99_ms'], 1)} ms, "
-            f"{results['project_core_layer']['burst']['lost'] + results['project_core_layer']['latency']['lost']} lost."
-            if "project_core_layer" in results
-            else "not measured in this run."
-        ),
+        layer_line(results, n),
         "",
-        f"Two RetroChat processes behind the same Redis ({s['main_subscribers']:,} subscribers split between them, publishing through the first):",
-        f"{fmt(results['project_two_processes']['deliveries_per_second'])} deliveries/s, "
-        f"{results['project_two_processes']['lost']} lost.",
+        two_line(results, s),
+        "",
+        granian_line(results, n),
+        "",
+        "## Lossless delivery: what the event log costs",
+        "",
+        "REST message creates per second (RetroChat under uvicorn, one process):",
+        "",
+        *creates_table(results),
+        "",
+        "Reconnect storm (RetroChat under uvicorn, one process, SQLite):",
+        "",
+        *storm_table(results),
         "",
         "## Targets (issue 5)",
         "",

@@ -15,6 +15,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 
 from realtime import control, streams
@@ -44,10 +45,13 @@ def event_message(channel: str, event_type: str, text: str, offset: int | None =
 
 
 def publish_on_commit(event: Event, *, using: str | None = None) -> None:
-    logged = streams.append(
-        str(event.channel), event.type, lambda offset, epoch: encode(event.frame(offset, epoch)), using=using
-    )
-    message = event_message(logged.channel, event.type, logged.text, logged.offset, logged.epoch)
+    if settings.RETROCHAT_EVENT_LOG:
+        logged = streams.append(
+            str(event.channel), event.type, lambda offset, epoch: encode(event.frame(offset, epoch)), using=using
+        )
+        message = event_message(logged.channel, event.type, logged.text, logged.offset, logged.epoch)
+    else:  # benchmarks only (RETROCHAT_EVENT_LOG=0): not logged, no offset/epoch: nothing is recoverable
+        message = event_message(str(event.channel), event.type, encode(event.frame()))
 
     def send_after_commit() -> None:  # a function, not a partial: Django logs robust failures by __qualname__
         _send(event.group, message)

@@ -2,7 +2,11 @@
 
 RETROCHAT_SERVER picks the server: `uvicorn` (the default: uvloop, httptools and the sans-I/O
 `websockets` protocol; about twice daphne's delivery rate here, docs/benchmarks.md) or `daphne`
-(supported; the live tests run under both in CI).
+(supported; the live tests run under both in CI). `granian` is measured by `make bench` only and is
+not supported: it has no WebSocket heartbeat or frame-size setting, and realtime/transport.py cannot
+reach its sockets, so slow consumers cannot be aborted and protocol close codes are not fixed
+(bench/notes.md, rendered into docs/benchmarks.md); bench/requirements.txt pins it, requirements.txt
+does not.
 
 - HOST, PORT (default 127.0.0.1:8000);
 - RETROCHAT_HEARTBEAT_INTERVAL (25 s): the server pings every socket that often;
@@ -152,6 +156,25 @@ def run_uvicorn() -> None:
         sys.exit(STARTUP_FAILURE)
 
 
+def run_granian() -> None:
+    """Measurement only (make bench): see the module docstring for what it lacks."""
+    try:
+        from granian import Granian
+        from granian.constants import Interfaces, Loops
+    except ImportError:
+        sys.exit("granian is not installed: pip install -r bench/requirements.txt")
+
+    Granian(
+        APPLICATION,
+        address=os.environ.get("HOST", "127.0.0.1"),
+        port=env_int("PORT", 8000),
+        interface=Interfaces.ASGINL,  # no lifespan: Channels' router has no lifespan application
+        loop=Loops.uvloop,
+        websockets=True,
+        log_access=False,
+    ).serve()
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retrochat.settings")
     server = env_str("RETROCHAT_SERVER", "uvicorn")
@@ -159,8 +182,10 @@ def main() -> None:
         run_uvicorn()
     elif server == "daphne":
         run_daphne()
+    elif server == "granian":
+        run_granian()
     else:
-        sys.exit(f"RETROCHAT_SERVER must be uvicorn or daphne, not {server!r}")
+        sys.exit(f"RETROCHAT_SERVER must be uvicorn or daphne (or granian, measurement only), not {server!r}")
 
 
 if __name__ == "__main__":

@@ -276,6 +276,9 @@ RETROCHAT_RECOVERY_MAX_EVENTS = env_int("RETROCHAT_RECOVERY_MAX_EVENTS", 1000)
 # arrive within about two intervals), and prunes the log.
 RETROCHAT_LOG_POLL_SECONDS = env_float("RETROCHAT_LOG_POLL_SECONDS", 0.5)
 RETROCHAT_PRUNE_SECONDS = env_float("RETROCHAT_PRUNE_SECONDS", 60.0)
+# Benchmarks only (bench/run.py measures REST creates/s with the log on and off): 0 skips the event
+# log, so frames carry no offset/epoch and NOTHING IS RECOVERABLE. Never set it on a real server.
+RETROCHAT_EVENT_LOG = env_bool("RETROCHAT_EVENT_LOG", True)
 
 # Presence: a connection's registration expires after TTL unless its process refreshes it (every
 # TTL/3); every process sweeps expired ones every SWEEP seconds. A dead process's users go offline
