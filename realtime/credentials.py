@@ -9,6 +9,7 @@
 In 1 and 2 a secret that is not in the API key format (`rc_…`) is a connection token from
 `POST /v1/realtime/token` (realtime/tokens.py).
 """
+import time
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
@@ -94,6 +95,44 @@ async def _session_user(session_key: str) -> User:
     return await get_user({"session": session})
 
 
+class VerifiedKeys:
+    """API keys this process verified in the last TTL seconds, by digest: a reconnect storm (a deploy,
+    a network blip) costs no database read per connect. Revoking a key or deactivating its user
+    forgets it at once on every process (the hub applies RevokeKey/RevokeUser, which travel through
+    the event log); a change made without them (`QuerySet.update()`) is caught by the TTL, and the
+    open sockets by the periodic re-validation. Unknown or invalid keys are never remembered."""
+
+    TTL_SECONDS = 30.0
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[ApiKey, float]] = {}
+
+    def get(self, secret: str) -> ApiKey | None:
+        entry = self._entries.get(keys.digest(secret))
+        if entry is None:
+            return None
+        api_key, verified_at = entry
+        if time.monotonic() - verified_at > self.TTL_SECONDS or api_key.is_expired:
+            self._entries.pop(api_key.hashed_key, None)
+            return None
+        return api_key
+
+    def put(self, secret: str, api_key: ApiKey) -> None:
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()  # a crude bound: a refill costs one query per key
+        self._entries[keys.digest(secret)] = (api_key, time.monotonic())
+
+    def forget_key(self, key_id: int) -> None:
+        self._entries = {d: e for d, e in self._entries.items() if e[0].pk != key_id}
+
+    def forget_user(self, user_id: int) -> None:
+        self._entries = {d: e for d, e in self._entries.items() if e[0].user_id != user_id}
+
+
+verified_keys = VerifiedKeys()
+
+
 async def authenticate(scope: dict) -> Credentials:
     subprotocol = chosen_subprotocol(scope)
     secret = _bearer_from_header(scope)
@@ -102,7 +141,11 @@ async def authenticate(scope: dict) -> Credentials:
     if secret is not None:
         if secret and not secret.startswith(keys.KEY_PREFIX):
             return await _token_credentials(scope, secret, subprotocol)
-        api_key = await realtime_db(keys.verify)(secret) if secret else None
+        api_key = verified_keys.get(secret) if secret else None
+        if api_key is None and secret:
+            api_key = await realtime_db(keys.verify)(secret)
+            if api_key is not None:
+                verified_keys.put(secret, api_key)
         if api_key is None:
             return Credentials(error=protocol.UNAUTHORIZED, subprotocol=subprotocol)
         return Credentials(user=api_key.user, api_key=api_key, subprotocol=subprotocol)

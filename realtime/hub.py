@@ -32,7 +32,7 @@ from django.conf import settings
 from realtime import control, presence, streams, transitions
 from realtime.channel_names import Channel, parse_channel
 from realtime.control import AccessChanged, ChannelDeleted, ControlMessage, RevokeKey, RevokeUser
-from realtime.credentials import ConnectionCredentials, invalid_connections
+from realtime.credentials import ConnectionCredentials, invalid_connections, verified_keys
 from realtime.db import realtime_db
 from realtime.publish import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, EVENT_MESSAGE_TYPE, event_message
 from realtime.subscriptions import Frame
@@ -329,6 +329,11 @@ class Hub:
         if message is None:
             logger.warning("hub: unknown control message %r", payload.get("action"))
             return
+        match message:  # a revoked key or user must not connect again from this process's cache
+            case RevokeKey(key_id=key_id):
+                verified_keys.forget_key(key_id)
+            case RevokeUser(user_id=user_id):
+                verified_keys.forget_user(user_id)
         for connection in self._targets(message):
             try:
                 self._control_one(message, connection)

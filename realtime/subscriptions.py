@@ -43,13 +43,21 @@ class ChannelSubscription:
     held: list[Frame] = field(default_factory=list)
     # Bumped by every access change; an access check that saw it move must be done again.
     access_generation: int = 0
+    # Event type → whether some filter wants it: the delivery path's answer, computed once per type
+    # until the filters change (this check runs once per event per connection).
+    wanted: dict[str, bool] = field(default_factory=dict)
 
     @property
     def position(self) -> Position:
         return Position(self.epoch or "", self.offset)
 
     def matches(self, category: str, event_type: str) -> bool:
-        return any(category in granted and filter_matches(f, category, event_type) for f, granted in self.filters.items())
+        wanted = self.wanted.get(event_type)
+        if wanted is None:
+            wanted = self.wanted[event_type] = any(
+                category in granted and filter_matches(f, category, event_type) for f, granted in self.filters.items()
+            )
+        return wanted
 
     def is_new(self, frame: Frame) -> bool:
         """Whether the frame is past this channel's position (and move the position to it)."""
@@ -114,6 +122,7 @@ class Subscriptions:
     def add_filter(self, channel: Channel, event_filter: str, granted: frozenset[str], *, delivered_after: int) -> None:
         sub = self.channels[channel]
         sub.filters[event_filter] = granted
+        sub.wanted.clear()
         sub.starts[event_filter] = min(delivered_after, sub.starts.get(event_filter, delivered_after))
 
     def remove_filter(self, channel: Channel, event_filter: str | None) -> None:
@@ -127,6 +136,7 @@ class Subscriptions:
         else:
             sub.filters.pop(event_filter, None)
             sub.starts.pop(event_filter, None)
+        sub.wanted.clear()
         if not sub.filters and not sub.holds:
             self.drop(channel)
 

@@ -244,3 +244,29 @@ async def test_re_validation_runs_by_itself(w, settings):
         deadline = time.monotonic() + 5
         frame = await ws.communicator.receive_json_from(timeout=deadline - time.monotonic())
         assert frame == error("UNAUTHORIZED")
+
+
+# --- the verified-key cache -----------------------------------------------------------------------
+
+
+async def test_a_key_is_verified_once_then_taken_from_the_cache(w):
+    from realtime.credentials import verified_keys
+
+    async with connected(w.keys["bob"]):
+        pass
+    key = await sync(ApiKey.objects.get)(user=w.bob)
+    await sync(ApiKey.objects.filter(pk=key.pk).update)(revoked_at=timezone.now())  # no signal: still cached…
+    assert verified_keys.get(w.keys["bob"]) is not None
+    verified_keys.forget_key(key.pk)  # …until the process hears of it (RevokeKey, applied by the hub)
+    assert verified_keys.get(w.keys["bob"]) is None
+
+
+async def test_revoking_a_key_forgets_it_on_every_process(w):
+    from realtime.credentials import verified_keys
+    from users import services as user_services
+
+    async with connected(w.keys["bob"]) as ws:
+        key = await sync(ApiKey.objects.get)(user=w.bob)
+        await sync(user_services.api_key_revoke)(api_key=key)
+        assert await ws.receive() == error("UNAUTHORIZED")  # the hub applied RevokeKey…
+    assert verified_keys.get(w.keys["bob"]) is None  # …and forgot the key
