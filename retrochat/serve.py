@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import sys
+from typing import Any
 
 from retrochat.env import env_int, env_str
 
@@ -53,7 +54,7 @@ def run_daphne() -> None:
     class GracefulServer(Server):
         """daphne that, on SIGTERM, closes every WebSocket with 1001 and cleans up presence first."""
 
-        def kill_all_applications(self):  # type: ignore[no-untyped-def]
+        def kill_all_applications(self) -> "defer.Deferred[None]":
             from daphne.ws_protocol import WebSocketProtocol
 
             from realtime.protocol import CLOSE_GOING_AWAY
@@ -68,7 +69,7 @@ def run_daphne() -> None:
             draining.addBoth(lambda _: self._cancel_applications())
             return draining
 
-        def _cancel_applications(self):  # type: ignore[no-untyped-def]
+        def _cancel_applications(self) -> "defer.Deferred[list[Any]]":
             # daphne's own version, tolerating connections that never started an application.
             instances = [d.get("application_instance") for d in self.connections.values()]
             pending = [task for task in instances if task is not None and not task.done()]
