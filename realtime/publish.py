@@ -11,10 +11,10 @@ after commit (Redis away) loses nothing, since every process fills gaps from the
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.db import transaction
 
 from realtime import control, streams
@@ -80,7 +80,7 @@ def reserve_control(*, using: str | None = None) -> None:
 
 def _send(group: str, message: dict[str, Any]) -> None:
     message["published_at"] = time.time()  # for the delivery latency histogram
-    async_to_sync(get_channel_layer().group_send)(group, message)
+    async_to_sync(cast(BaseChannelLayer, get_channel_layer()).group_send)(group, message)
 
 
 def presence_on_commit(event: Event, *, using: str | None = None) -> None:
@@ -97,5 +97,5 @@ async def publish_now(event: Event) -> None:
     """Send from async code (presence transitions): not logged, not tied to any transaction."""
     message = event_message(str(event.channel), event.type, encode(event.frame()))
     message["published_at"] = time.time()
-    await get_channel_layer().group_send(event.group, message)
+    await cast(BaseChannelLayer, get_channel_layer()).group_send(event.group, message)
     metrics.inc("retrochat_events_published_total", f'type="{event.type}"')
