@@ -51,7 +51,7 @@ def test_a_configured_token_is_required(client, settings):
 
 
 @pytest.fixture
-def ada(transactional_db):  # type: ignore[no-untyped-def]
+def ada(transactional_db):
     ada = factories.make_user("ada")
     return {"key": factories.make_key(ada), "room": factories.make_room(ada)}
 
