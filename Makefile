@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test migrate cluster bench soak clean
+.PHONY: run test typecheck migrate cluster bench soak clean
 
 $(BIN)/.installed: requirements.txt clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,5 +49,9 @@ soak: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# mypy with the Django and DRF plugins over the project's packages (mypy.ini).
+typecheck: $(BIN)/.installed
+	$(BIN)/python -m mypy
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache

@@ -1,11 +1,11 @@
 """REST for the realtime endpoint: `POST /v1/realtime/token`, a connection token for browsers."""
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from realtime.tokens import token_issue
+from retrochat.api.requests import AuthenticatedRequest
 
 
 class ConnectionTokenSerializer(serializers.Serializer):
@@ -22,7 +22,7 @@ class RealtimeTokenView(APIView):
         responses={201: ConnectionTokenSerializer},
         summary="A short-lived connection token for /v1/realtime (for pages: never hold an API key)",
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         issued = token_issue(user=request.user)
         return Response(
             ConnectionTokenSerializer({"token": issued.token, "expires_at": issued.expires_at}).data,

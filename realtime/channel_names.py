@@ -10,10 +10,15 @@ Kinds are registered by the app that owns their objects (rooms/channels.py, user
 Baserow's page types are: each says its id prefix, its event categories, which categories `*`
 leaves out, and who may subscribe. The realtime layer asks the registry and never the domain.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from retrochat import ids
+
+if TYPE_CHECKING:
+    from users.models import User
 
 ROOM = "room"
 CONVERSATION = "conversation"
@@ -43,7 +48,7 @@ class ChannelKind:
     categories: ClassVar[dict[str, tuple[str, ...]]]
     opt_in: ClassVar[frozenset[str]] = frozenset()  # categories `*` leaves out
 
-    def access(self, user: Any, pk: int) -> Access:
+    def access(self, user: User, pk: int) -> Access:
         """Synchronous (it reads the database)."""
         raise NotImplementedError
 

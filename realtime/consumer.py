@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -24,7 +24,7 @@ from realtime.credentials import ConnectionCredentials
 from realtime.db import realtime_db
 from realtime.hub import Hub, get_hub
 from realtime.limits import FrameRateLimiter
-from realtime.outbox import Outbox
+from realtime.outbox import Outbox, TransportControl
 from realtime.protocol import ClientFrame, ProtocolError
 from realtime.subscriptions import Frame, Subscriptions
 from realtime.transport import TRANSPORT_EXTENSION
@@ -45,7 +45,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     api_key_id: int | None = None
     connection_id: str = ""
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -78,7 +78,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         # during authenticate() or accept() (uvicorn's accept then raises ClientDisconnected).
         self.outbox = Outbox(
             self.base_send,
-            transport=(self.scope.get("extensions") or {}).get(TRANSPORT_EXTENSION),
+            transport=cast("TransportControl | None", (self.scope.get("extensions") or {}).get(TRANSPORT_EXTENSION)),
             max_bytes=settings.RETROCHAT_MAX_PENDING_BYTES,
             max_seconds=settings.RETROCHAT_MAX_PENDING_SECONDS,
             close_grace=settings.RETROCHAT_CLOSE_GRACE_SECONDS,

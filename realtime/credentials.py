@@ -10,13 +10,15 @@ In 1 and 2 a secret that is not in the API key format (`rc_…`) is a connection
 `POST /v1/realtime/token` (realtime/tokens.py).
 """
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any
+from typing import Any, cast
 
 from channels.auth import get_user
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare
 
@@ -40,18 +42,18 @@ class Credentials:
     session_key: str | None = None  # when the session cookie authenticated the user
 
 
-def _header(scope: dict, name: bytes) -> bytes | None:
+def _header(scope: Mapping[str, Any], name: bytes) -> bytes | None:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
             return value
     return None
 
 
-def chosen_subprotocol(scope: dict) -> str | None:
+def chosen_subprotocol(scope: Mapping[str, Any]) -> str | None:
     return SUBPROTOCOL if SUBPROTOCOL in scope.get("subprotocols", []) else None
 
 
-def _bearer_from_header(scope: dict) -> str | None:
+def _bearer_from_header(scope: Mapping[str, Any]) -> str | None:
     """The key from `Authorization: Bearer …`; '' when the header is there but not a bearer key."""
     raw = _header(scope, b"authorization")
     if raw is None:
@@ -65,7 +67,7 @@ def _bearer_from_header(scope: dict) -> str | None:
         return ""
 
 
-def _bearer_from_subprotocols(scope: dict) -> str | None:
+def _bearer_from_subprotocols(scope: Mapping[str, Any]) -> str | None:
     offered = scope.get("subprotocols", [])
     if SUBPROTOCOL not in offered:
         return None
@@ -75,24 +77,26 @@ def _bearer_from_subprotocols(scope: dict) -> str | None:
     return None
 
 
-def origin_allowed(scope: dict) -> bool:
+def origin_allowed(scope: Mapping[str, Any]) -> bool:
     """The whole Origin, scheme and port included, is one of RETROCHAT_ALLOWED_ORIGINS."""
     raw = _header(scope, b"origin")
     return raw is not None and raw.decode("latin-1").lower() in settings.RETROCHAT_ALLOWED_ORIGINS
 
 
-def _session_key(scope: dict) -> str | None:
+def _session_key(scope: Mapping[str, Any]) -> str | None:
     raw = _header(scope, b"cookie")
     if not raw:
         return None
     return parse_cookie(raw.decode("latin-1")).get(settings.SESSION_COOKIE_NAME) or None
 
 
-async def _session_user(session_key: str) -> User:
+async def _session_user(session_key: str) -> User | AnonymousUser:
     # Loaded here, once, rather than through Channels' SessionMiddleware, which would wrap every
     # frame this connection sends (a cost on the delivery path) to save a session nobody changes.
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return await get_user({"session": session})
+    # types-channels wants a whole scope; get_user reads only scope["session"]. The user model is User.
+    user = await get_user({"session": session})  # type: ignore[typeddict-item]
+    return cast(User | AnonymousUser, user)
 
 
 class VerifiedKeys:
@@ -133,7 +137,7 @@ class VerifiedKeys:
 verified_keys = VerifiedKeys()
 
 
-async def authenticate(scope: dict) -> Credentials:
+async def authenticate(scope: Mapping[str, Any]) -> Credentials:
     subprotocol = chosen_subprotocol(scope)
     secret = _bearer_from_header(scope)
     if secret is None:
@@ -159,7 +163,7 @@ async def authenticate(scope: dict) -> Credentials:
     return Credentials(error=protocol.UNAUTHORIZED, subprotocol=subprotocol)
 
 
-async def _token_credentials(scope: dict, token: str, subprotocol: str | None) -> Credentials:
+async def _token_credentials(scope: Mapping[str, Any], token: str, subprotocol: str | None) -> Credentials:
     """A connection token. A browser always sends `Origin`: then it must be allowed, exactly as for
     session auth, so a token leaked to another site's page is useless there. Clients that are not
     browsers (servers, Node, mobile) send no Origin and are not exposed to cross-site hijacking."""

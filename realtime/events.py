@@ -3,10 +3,12 @@
 Payloads reuse the REST serializers, so an event's `data` is exactly what REST returns for the
 same object.
 """
+from __future__ import annotations
+
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.utils import timezone
 
@@ -16,6 +18,10 @@ from retrochat import ids
 from rooms.api.serializers import MessageSerializer, RoomSharedSerializer
 from users.api.serializers import UserSerializer
 from retrochat.timestamps import format_timestamp
+
+if TYPE_CHECKING:
+    from rooms.models import Message, Room
+    from users.models import User
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,29 +47,30 @@ class Event:
         return frame
 
 
-def _message_channel(message: Any) -> Channel:
+def _message_channel(message: Message) -> Channel:
+    # A message is in exactly one room or one conversation (a database constraint).
     if message.room_id is not None:
         return channel_names.room(message.room_id)
-    return channel_names.conversation(message.conversation_id)
+    return channel_names.conversation(cast(int, message.conversation_id))
 
 
-def message_saved(message: Any, *, created: bool) -> Event:
+def message_saved(message: Message, *, created: bool) -> Event:
     event_type = "message:new" if created else "message:updated"
     return Event(event_type, _message_channel(message), dict(MessageSerializer(message).data))
 
 
-def message_deleted(message: Any, *, deleted_at: datetime) -> Event:
+def message_deleted(message: Message, *, deleted_at: datetime) -> Event:
     data: dict[str, Any] = {"id": ids.format_id(ids.MESSAGE, message.pk)}
     if message.room_id is not None:
         data["room_id"] = ids.format_id(ids.ROOM, message.room_id)
     else:
-        data["conversation_id"] = ids.format_id(ids.CONVERSATION, message.conversation_id)
+        data["conversation_id"] = ids.format_id(ids.CONVERSATION, cast(int, message.conversation_id))
     data["user_id"] = ids.format_id(ids.USER, message.author_id)
     data["deleted_at"] = format_timestamp(deleted_at)
     return Event("message:deleted", _message_channel(message), data)
 
 
-def _room_data(room: Any) -> dict[str, Any]:
+def _room_data(room: Room) -> dict[str, Any]:
     """The room as REST returns it, without the viewer's `is_member`: an event has no single viewer."""
     data = dict(RoomSharedSerializer(room).data)
     if getattr(room, "member_count", None) is not None:
@@ -74,7 +81,7 @@ def _room_data(room: Any) -> dict[str, Any]:
     return data
 
 
-def room_updated(room: Any) -> Event:
+def room_updated(room: Room) -> Event:
     return Event("room:updated", channel_names.room(room.pk), _room_data(room))
 
 
@@ -83,7 +90,7 @@ def room_deleted(room_id: int, *, reason: str) -> Event:
     return Event("room:deleted", channel_names.room(room_id), _room_deleted_data(room_id, reason))
 
 
-def room_joined(room: Any, *, user_id: int) -> Event:
+def room_joined(room: Room, *, user_id: int) -> Event:
     """`room:created` on a user's own feed: the room appeared in their list because they became a member."""
     return Event("room:created", channel_names.user(user_id), {**_room_data(room), "is_member": True})
 
@@ -97,7 +104,7 @@ def _room_deleted_data(room_id: int, reason: str) -> dict[str, Any]:
     return {"id": ids.format_id(ids.ROOM, room_id), "reason": reason}
 
 
-def user_updated(user: Any, *, room_ids: Iterable[int] = ()) -> list[Event]:
+def user_updated(user: User, *, room_ids: Iterable[int] = ()) -> list[Event]:
     """On the user's own channel, then (the same data) on each room they are a member of."""
     profile = dict(UserSerializer(user).data)
     data = {

@@ -6,11 +6,13 @@ expires (60 s unread). Here the only channel is the hub's: one stall would silen
 revocation, access change and room delivery for the life of the process. An expired message is
 still dropped (the hub refills it from the event log); memberships only end by `group_discard`.
 """
+from typing import Any
+
 from channels.layers import InMemoryChannelLayer
 
 
 class EmbeddedChannelLayer(InMemoryChannelLayer):
-    def __init__(self, **config: object) -> None:
+    def __init__(self, **config: Any) -> None:
         config.setdefault("group_expiry", 10 * 365 * 86400)  # memberships do not lapse either
         super().__init__(**config)
 

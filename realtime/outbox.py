@@ -54,7 +54,7 @@ class TransportControl(Protocol):
 class Outbox:
     def __init__(
         self,
-        send: Callable[[dict[str, Any]], Awaitable[None]],
+        send: Callable[[Any], Awaitable[None]],  # an ASGI send (asgiref types its events as TypedDicts)
         *,
         transport: TransportControl | None,
         max_bytes: int,

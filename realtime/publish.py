@@ -11,10 +11,10 @@ after commit (Redis away) loses nothing, since every process fills gaps from the
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
@@ -85,7 +85,7 @@ def reserve_control(*, using: str | None = None) -> None:
 def _send(group: str, message: dict[str, Any]) -> None:
     message["published_at"] = time.time()  # for the delivery latency histogram
     try:
-        async_to_sync(get_channel_layer().group_send)(group, message)
+        async_to_sync(cast(BaseChannelLayer, get_channel_layer()).group_send)(group, message)
     except Exception:  # counted, then raised for on_commit(robust=True) to log
         metrics.inc("retrochat_channel_layer_errors_total", 'operation="send"')
         raise
@@ -106,7 +106,7 @@ async def publish_now(event: Event) -> None:
     message = event_message(str(event.channel), event.type, encode(event.frame()))
     message["published_at"] = time.time()
     try:
-        await get_channel_layer().group_send(event.group, message)
+        await cast(BaseChannelLayer, get_channel_layer()).group_send(event.group, message)
     except Exception:  # counted, then raised to the caller as before
         metrics.inc("retrochat_channel_layer_errors_total", 'operation="send"')
         raise

@@ -53,7 +53,8 @@ def token_user(token: str) -> User | None:
         return None
     if not isinstance(payload, dict) or payload.get("x", 0) <= timezone.now().timestamp():
         return None
-    user = User.objects.filter(pk=payload.get("u"), is_active=True).first()
+    # django-stubs refuses None for `pk`; Django reads it as IS NULL, which matches no user (wanted here).
+    user = User.objects.filter(pk=payload.get("u"), is_active=True).first()  # type: ignore[misc]
     if user is None or not constant_time_compare(str(payload.get("b")), _user_binding(user)):
         return None
     return user

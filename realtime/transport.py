@@ -22,6 +22,7 @@ when Django starts, so that they hold whichever server `retrochat.serve` runs.
 
 import socket
 import struct
+from typing import Any
 
 from websockets.protocol import State
 
@@ -128,7 +129,7 @@ class DaphneTransport:
             transport.abortConnection()
 
 
-def _add_extension(scope: dict, control: object) -> None:
+def _add_extension(scope: Any, control: object) -> None:  # daphne's dict or uvicorn's TypedDict
     scope.setdefault("extensions", {})
     if scope["extensions"] is None:
         scope["extensions"] = {}
@@ -155,13 +156,13 @@ def patch_daphne() -> None:
         return
     original_server_close = WebSocketProtocol.serverClose
 
-    def serverClose(self, code=None):  # type: ignore[no-untyped-def]  # daphne's method name
+    def serverClose(self: WebSocketProtocol, code: int | None = None) -> None:  # daphne's method name
         if code in SERVER_PROTOCOL_CLOSE_CODES:
             self.sendCloseFrame(code=code, isReply=False)
         else:
             original_server_close(self, code)
 
-    def _max_message_size_exceeded(self, msg_size, max_msg_size, reason):  # type: ignore[no-untyped-def]
+    def _max_message_size_exceeded(self: WebSocketProtocol, msg_size: int, max_msg_size: int, reason: str) -> None:
         if self.state == self.STATE_OPEN and not self.failedByMe:
             self.failedByMe = True  # ignore the rest of the frame; wait for the client's close
             self.sendMessage(too_large_error(), isBinary=False)
@@ -170,7 +171,7 @@ def patch_daphne() -> None:
 
     original_create_application = Server.create_application
 
-    def create_application(self, protocol, scope):  # type: ignore[no-untyped-def]
+    def create_application(self: Server, protocol: object, scope: dict) -> object:
         if isinstance(protocol, WebSocketProtocol):
             _add_extension(scope, DaphneTransport(protocol))
             limit_send_buffer(getattr(protocol.transport, "socket", None))
@@ -195,7 +196,7 @@ def patch_uvicorn() -> None:
         return
     original = WebSocketsSansIOProtocol.handle_parser_exception
 
-    def handle_parser_exception(self):  # type: ignore[no-untyped-def]
+    def handle_parser_exception(self: WebSocketsSansIOProtocol) -> None:
         # websockets has queued its close 1009 but not written it yet: the error frame goes first.
         if isinstance(self.conn.parser_exc, PayloadTooBig) and not self.transport.is_closing():
             self.transport.write(Frame(Opcode.TEXT, too_large_error()).serialize(mask=False))
@@ -203,14 +204,14 @@ def patch_uvicorn() -> None:
 
     original_run_asgi = WebSocketsSansIOProtocol.run_asgi
 
-    async def run_asgi(self):  # type: ignore[no-untyped-def]
+    async def run_asgi(self: WebSocketsSansIOProtocol) -> None:
         _add_extension(self.scope, UvicornTransport(self))
         limit_send_buffer(self.transport.get_extra_info("socket"))
         await original_run_asgi(self)
 
-    WebSocketsSansIOProtocol.handle_parser_exception = handle_parser_exception
-    WebSocketsSansIOProtocol.run_asgi = run_asgi
-    WebSocketsSansIOProtocol.retrochat_patched = True
+    WebSocketsSansIOProtocol.handle_parser_exception = handle_parser_exception  # type: ignore[method-assign]  # the patch
+    WebSocketsSansIOProtocol.run_asgi = run_asgi  # type: ignore[method-assign]  # the patch
+    WebSocketsSansIOProtocol.retrochat_patched = True  # type: ignore[attr-defined]  # our marker
 
 
 def allow_protocol_close_codes() -> None:

@@ -60,12 +60,12 @@ def main() -> int:
     from prometheus_client import multiprocess
 
     codes = []
-    running = dict(processes)
+    running: dict[int, subprocess.Popen[bytes]] = dict(processes)
     while running:
         pid, status = os.waitpid(-1, 0)  # whichever exits first, so that it leaves the sums at once
-        process = running.pop(pid, None)
-        if process is None:
+        if pid not in running:
             continue
+        process = running.pop(pid)
         process.returncode = os.waitstatus_to_exitcode(status)
         codes.append(process.returncode)
         multiprocess.mark_process_dead(pid, str(metrics_dir))

@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import threading
+from typing import Any
 
 from retrochat import lifecycle
 from retrochat.env import env_int, env_str
@@ -62,7 +63,7 @@ def run_daphne() -> None:
     class GracefulServer(Server):
         """daphne that, on SIGTERM, closes every WebSocket with 1001 and cleans up presence first."""
 
-        def kill_all_applications(self):  # type: ignore[no-untyped-def]
+        def kill_all_applications(self) -> "defer.Deferred[None]":
             # Twisted runs this "before shutdown" trigger on SIGTERM; the reactor keeps serving
             # until the Deferred it returns fires, so readiness answers 503 during the drain.
             lifecycle.begin_shutdown()
@@ -89,7 +90,7 @@ def run_daphne() -> None:
             draining.addBoth(lambda _: self._cancel_applications())
             return draining
 
-        def _cancel_applications(self):  # type: ignore[no-untyped-def]
+        def _cancel_applications(self) -> "defer.Deferred[list[Any]]":
             # daphne's own version, tolerating connections that never started an application.
             instances = [d.get("application_instance") for d in self.connections.values()]
             pending = [task for task in instances if task is not None and not task.done()]
@@ -113,7 +114,7 @@ def run_uvicorn() -> None:
         """uvicorn that marks the process not ready on SIGTERM (or SIGINT), and with a drain delay
         goes on serving that long before its own shutdown starts; a second signal ends the wait."""
 
-        def handle_exit(self, sig: int, frame: object) -> None:  # type: ignore[override]
+        def handle_exit(self, sig: int, frame: object) -> None:
             first = not lifecycle.shutting_down()
             lifecycle.begin_shutdown()
             drain = lifecycle.drain_seconds()

@@ -8,7 +8,8 @@ run, so receivers only read it. A field whose earlier value is unknown (the inst
 from the database, or the field was deferred) counts as changed: for access rules, re-checking costs
 little and missing a change leaks.
 """
-from typing import Any, ClassVar
+from collections.abc import Collection
+from typing import Any, ClassVar, Self
 
 from django.db import models
 
@@ -22,7 +23,7 @@ class TracksChanges(models.Model):
         abstract = True
 
     @classmethod
-    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]  # Django's signature
+    def from_db(cls, db: str | None, field_names: Collection[str], values: Collection[Any]) -> Self:
         instance = super().from_db(db, field_names, values)
         instance.remember_saved_state()
         return instance

@@ -3,6 +3,8 @@
 Rule of thumb for callers: what a user may not *see* answers 404; what they may see but not
 *change* answers 403.
 """
+from typing import cast
+
 from django.db.models import Q, QuerySet
 
 from rooms.models import Conversation, Membership, Message, Room
@@ -49,7 +51,8 @@ def membership_add_refusal(actor: User, room: Room, *, target: User, role: str) 
     membership = membership_of(actor, room)
     if not can_manage_room(actor, room, membership):
         return ROOM_ADMINS_ONLY
-    if role == Membership.Role.ADMIN and not (actor.is_staff or membership.role == Membership.Role.OWNER):
+    # Not staff, so can_manage_room found the membership.
+    if role == Membership.Role.ADMIN and not (actor.is_staff or cast(Membership, membership).role == Membership.Role.OWNER):
         return "Only the room's owner can add admins."
     return None
 
@@ -79,9 +82,10 @@ def is_participant(user: User, conversation: Conversation) -> bool:
 
 
 def can_view_message(user: User, message: Message) -> bool:
+    # A message is in exactly one room or one conversation (a database constraint).
     if message.conversation_id:
-        return is_participant(user, message.conversation)
-    return can_view_room(user, message.room)
+        return is_participant(user, cast(Conversation, message.conversation))
+    return can_view_room(user, cast(Room, message.room))
 
 
 def can_edit_message(user: User, message: Message) -> bool:
@@ -92,4 +96,4 @@ def can_delete_message(user: User, message: Message) -> bool:
     """The author, staff, and for room messages the room's owner and admins."""
     if message.author_id == user.pk or user.is_staff:
         return True
-    return message.room_id is not None and can_manage_room(user, message.room)
+    return message.room_id is not None and can_manage_room(user, cast(Room, message.room))

@@ -1,10 +1,23 @@
 """Admin for rooms, memberships, conversations and messages. Saves and deletes here emit the same
 events as the REST API: the model signals do it (rooms/signals.py)."""
+from typing import TYPE_CHECKING
+
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from rooms.models import Conversation, Membership, Message, Room
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from django_stubs_ext import WithAnnotations
+
+    class _MemberCount(TypedDict):  # annotated by RoomAdmin.get_queryset
+        member_count: int
+
+    class _MessageCount(TypedDict):  # annotated by ConversationAdmin.get_queryset
+        message_count: int
 
 
 class MembershipInline(admin.TabularInline):
@@ -28,7 +41,7 @@ class RoomAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(member_count=Count("memberships"))
 
     @admin.display(ordering="member_count")
-    def member_count(self, room: Room) -> int:
+    def member_count(self, room: "WithAnnotations[Room, _MemberCount]") -> int:
         return room.member_count
 
 
@@ -63,7 +76,7 @@ class ConversationAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(message_count=Count("messages"))
 
     @admin.display(ordering="message_count")
-    def message_count(self, conversation: Conversation) -> int:
+    def message_count(self, conversation: "WithAnnotations[Conversation, _MessageCount]") -> int:
         return conversation.message_count
 
 

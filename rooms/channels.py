@@ -6,6 +6,7 @@ from realtime.channel_names import ACTIVITY_EVENTS, CONVERSATION, MESSAGE_EVENTS
 from retrochat import ids
 from rooms import access
 from rooms.models import Conversation, Membership, Room
+from users.models import User
 
 
 class RoomChannels(ChannelKind):
@@ -16,7 +17,7 @@ class RoomChannels(ChannelKind):
     # not flooded with its members' comings and goings.
     opt_in = frozenset({"activity"})
 
-    def access(self, user: Any, pk: int) -> Access:
+    def access(self, user: User, pk: int) -> Access:
         room = Room.objects.filter(pk=pk).first()
         if room is None:
             return Access(protocol.CHANNEL_NOT_FOUND)
@@ -36,7 +37,7 @@ class ConversationChannels(ChannelKind):
     id_prefix = ids.CONVERSATION
     categories = {"message": MESSAGE_EVENTS}
 
-    def access(self, user: Any, pk: int) -> Access:
+    def access(self, user: User, pk: int) -> Access:
         conversation = Conversation.objects.filter(pk=pk).first()
         if conversation is None:
             return Access(protocol.CHANNEL_NOT_FOUND)

@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -124,7 +124,7 @@ class Conversation(models.Model):
     def clean(self) -> None:
         self.order_participants()
 
-    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.order_participants()
         super().save(*args, **kwargs)
 
@@ -175,7 +175,7 @@ class Message(TracksChanges):
         # An instance not loaded from the database has no snapshot: its save overwrites the content.
         return self.changed("content")
 
-    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         # Here rather than in the service, so that edits through the admin and plain ORM code also
         # mark the message edited: `edited_at` is part of the REST body and of message:updated.
         update_fields = kwargs.get("update_fields")
@@ -189,5 +189,9 @@ class Message(TracksChanges):
         self.content = self.content.strip()
         if not self.content:
             raise ValidationError({"content": "A message cannot be blank."})
-        if self.conversation_id and self.author_id and self.author_id not in self.conversation.participant_ids:
+        if (
+            self.conversation_id
+            and self.author_id
+            and self.author_id not in cast(Conversation, self.conversation).participant_ids
+        ):
             raise ValidationError({"author": "Only the two participants can write in a conversation."})

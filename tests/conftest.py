@@ -33,7 +33,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):  # type: ignore[no-untyped-def]
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """SQLite: a test database in a file (in memory when /dev/shm exists), so live server processes share it."""
     database = settings.DATABASES["default"]
     if database["ENGINE"].endswith("sqlite3"):
@@ -42,39 +42,39 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix): 
 
 
 @pytest.fixture(scope="session")
-def server(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+def server(django_db_setup, django_db_blocker):
     """One real server process for the session's live tests (tests needing a fresh one start their own)."""
     with LiveServer(RETROCHAT_WRITE_THROTTLE="off") as live:
         yield live
 
 
 @pytest.fixture(autouse=True)
-def _no_write_throttle_by_default(settings):  # type: ignore[no-untyped-def]
+def _no_write_throttle_by_default(settings):
     """Throttling has its own tests; elsewhere it would only make unrelated tests order-dependent."""
     settings.RETROCHAT_WRITE_THROTTLE = None
 
 
 @pytest.fixture
-def user(db):  # type: ignore[no-untyped-def]
+def user(db):
     return factories.make_user("ada")
 
 
 @pytest.fixture
-def other_user(db):  # type: ignore[no-untyped-def]
+def other_user(db):
     return factories.make_user("bob")
 
 
 @pytest.fixture
-def third_user(db):  # type: ignore[no-untyped-def]
+def third_user(db):
     return factories.make_user("cy")
 
 
 @pytest.fixture
-def client_for():  # type: ignore[no-untyped-def]
+def client_for():
     """`client_for(user)`: an APIClient authenticated with a fresh API key of that user. Like `anon`,
     it checks every response against the OpenAPI document (tests/openapi.py)."""
 
-    def make(user):  # type: ignore[no-untyped-def]
+    def make(user):
         client = SchemaCheckedClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {factories.make_key(user)}")
         return client
@@ -83,12 +83,12 @@ def client_for():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def api(client_for, user):  # type: ignore[no-untyped-def]
+def api(client_for, user):
     return client_for(user)
 
 
 @pytest.fixture
-def anon():  # type: ignore[no-untyped-def]
+def anon():
     return SchemaCheckedClient()
 
 

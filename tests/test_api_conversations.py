@@ -44,7 +44,7 @@ def validation_error(**details: list[str]) -> dict:
 
 
 @pytest.fixture
-def conversation(user, other_user):  # type: ignore[no-untyped-def]
+def conversation(user, other_user):
     return factories.make_conversation(user, other_user)
 
 

@@ -8,11 +8,11 @@ FOREIGN = "https://evil.example.net"
 
 
 @pytest.fixture(autouse=True)
-def _allowed_origin(settings):  # type: ignore[no-untyped-def]
+def _allowed_origin(settings):
     settings.CORS_ALLOWED_ORIGINS = [APP]
 
 
-def preflight(client, origin: str, path: str = "/v1/rooms"):  # type: ignore[no-untyped-def]
+def preflight(client, origin: str, path: str = "/v1/rooms"):
     return client.options(
         path,
         HTTP_ORIGIN=origin,

@@ -22,7 +22,7 @@ BAD_LIMIT = ["Must be an integer from 1 to 100."]
 ID_FORMS = [pytest.param(str, id="bare"), pytest.param(None, id="prefixed")]
 
 
-def in_form(form, prefix: str, pk: int) -> str:  # type: ignore[no-untyped-def]
+def in_form(form, prefix: str, pk: int) -> str:
     return form(pk) if form else f"{prefix}_{pk}"
 
 
@@ -59,23 +59,23 @@ def page(*messages: Message) -> dict:
 
 
 @pytest.fixture
-def staff(db):  # type: ignore[no-untyped-def]
+def staff(db):
     return factories.make_user("root", is_staff=True)
 
 
 @pytest.fixture
-def room(user, other_user):  # type: ignore[no-untyped-def]
+def room(user, other_user):
     """A public room owned by `other_user`, with `user` as a plain member."""
     return factories.make_room(other_user, "lobby", members=(user,))
 
 
 @pytest.fixture
-def private_room(other_user):  # type: ignore[no-untyped-def]
+def private_room(other_user):
     """A private room owned by `other_user` that `user` does not belong to."""
     return factories.make_room(other_user, "secret", is_private=True)
 
 
-def post(client, room, content: object = "hello"):  # type: ignore[no-untyped-def]
+def post(client, room, content: object = "hello"):
     return client.post(f"/v1/rooms/{room.pk}/messages", {"content": content}, format="json")
 
 

@@ -16,7 +16,7 @@ LISTS = [
 
 
 @pytest.fixture
-def urls(user, other_user):  # type: ignore[no-untyped-def]
+def urls(user, other_user):
     room = factories.make_room(user)
     conversation = factories.make_conversation(user, other_user)
     return {path: path.format(room=room.pk, conversation=conversation.pk) for path in LISTS}

@@ -68,12 +68,12 @@ def snapshot(room: Room) -> tuple:
 
 
 @pytest.fixture
-def staff(db):  # type: ignore[no-untyped-def]
+def staff(db):
     return factories.make_user("root", is_staff=True)
 
 
 @pytest.fixture
-def manager(request, user, other_user, staff):  # type: ignore[no-untyped-def]
+def manager(request, user, other_user, staff):
     """The user acting on `other_user`'s private room as `request.param`: its owner, one of its admins, or staff."""
     room = factories.make_room(other_user, "ops", is_private=True)
     if request.param == "owner":

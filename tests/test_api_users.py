@@ -26,7 +26,7 @@ def validation_error(details: dict) -> dict:
     return {"code": "VALIDATION_ERROR", "message": INVALID, "details": details}
 
 
-def profile(user, **changes) -> dict:  # type: ignore[no-untyped-def]
+def profile(user, **changes) -> dict:
     return {
         "id": f"user_{user.pk}",
         "username": user.username,
@@ -430,7 +430,7 @@ def test_unknown_v1_path_is_json_not_found_without_credentials(anon, db):
 
 
 @pytest.fixture
-def write_limit_of_three(settings):  # type: ignore[no-untyped-def]
+def write_limit_of_three(settings):
     cache.clear()
     settings.RETROCHAT_WRITE_THROTTLE = "3/min"
 

@@ -38,7 +38,7 @@ def with_header(value: str) -> SchemaCheckedClient:
     return client
 
 
-def assert_unauthorized(response) -> None:  # type: ignore[no-untyped-def]
+def assert_unauthorized(response) -> None:
     assert response.status_code == 401
     assert response.json() == UNAUTHORIZED
     assert response["WWW-Authenticate"] == WWW_AUTHENTICATE
@@ -50,13 +50,13 @@ def unauthorized_content(client: SchemaCheckedClient) -> bytes:
     return response.content
 
 
-def expired_key(user) -> str:  # type: ignore[no-untyped-def]
+def expired_key(user) -> str:
     api_key, secret = services.api_key_create(user=user, name="old", expires_at=timezone.now() + timedelta(days=1))
     ApiKey.objects.filter(pk=api_key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     return secret
 
 
-def revoked_key(user) -> str:  # type: ignore[no-untyped-def]
+def revoked_key(user) -> str:
     api_key, secret = services.api_key_create(user=user, name="gone")
     services.api_key_revoke(api_key=api_key)
     return secret

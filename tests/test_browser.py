@@ -40,7 +40,7 @@ def _chromium_or_skip() -> str:
 
 
 @pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
+def browser():
     executable = _chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
@@ -52,7 +52,7 @@ def browser():  # type: ignore[no-untyped-def]
             launched.close()
 
 
-def _user(username: str):  # type: ignore[no-untyped-def]
+def _user(username: str):
     user = factories.make_user(username)
     user.set_password(PASSWORD)
     user.save()
@@ -73,7 +73,7 @@ def _room_presence_supported(server: LiveServer, key: str, room_id: int) -> bool
     return reply["type"] == "subscribed"
 
 
-def _sign_in(browser, server: LiveServer, username: str):  # type: ignore[no-untyped-def]
+def _sign_in(browser, server: LiveServer, username: str):
     from playwright.sync_api import expect
 
     page = browser.new_context().new_page()
@@ -88,7 +88,7 @@ def _sign_in(browser, server: LiveServer, username: str):  # type: ignore[no-unt
 
 
 @pytest.fixture
-def world():  # type: ignore[no-untyped-def]
+def world():
     """Users and a room, made before the browser starts (Playwright's sync API runs an event loop
     in this thread, where Django refuses database calls)."""
     ada, bob, cy = _user("ada"), _user("bob"), _user("cy")
@@ -97,13 +97,13 @@ def world():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def live(world):  # type: ignore[no-untyped-def]
+def live(world):
     with LiveServer(RETROCHAT_WRITE_THROTTLE="off") as server:
         yield server
 
 
 @pytest.fixture
-def room_presence(world, live) -> bool:  # type: ignore[no-untyped-def]
+def room_presence(world, live) -> bool:
     return _room_presence_supported(live, world["cy_key"], world["room_id"])
 
 

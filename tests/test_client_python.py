@@ -40,7 +40,7 @@ WAIT = 15.0  # deadline for conditions that span a server restart
 
 
 @pytest.fixture
-def world(transactional_db):  # type: ignore[no-untyped-def]
+def world(transactional_db):
     ada, bob = factories.make_user("ada"), factories.make_user("bob")
     key, secret = user_services.api_key_create(user=ada, name="client")
     return SimpleNamespace(
@@ -51,7 +51,7 @@ def world(transactional_db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def own_server(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+def own_server(django_db_setup, django_db_blocker):
     """A server of this test's own, to restart, stop or freeze; `own_server(**env)` starts it."""
     servers: list[LiveServer] = []
 

@@ -20,19 +20,19 @@ FAST_PRESENCE = {"RETROCHAT_PRESENCE_TTL": "3", "RETROCHAT_PRESENCE_SWEEP": "1",
 
 
 @pytest.fixture(scope="module")
-def cluster(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+def cluster(django_db_setup, django_db_blocker):
     with LiveServer(**FAST_PRESENCE) as a, LiveServer(**FAST_PRESENCE) as b:
         yield a, b
 
 
 @pytest.fixture
-def people(transactional_db):  # type: ignore[no-untyped-def]
+def people(transactional_db):
     ada, bob = factories.make_user("ada"), factories.make_user("bob")
     room = factories.make_room(ada, members=(bob,))
     return {"ada": ada, "bob": bob, "room": room, "ada_key": factories.make_key(ada), "bob_key": factories.make_key(bob)}
 
 
-async def connected(ws):  # type: ignore[no-untyped-def]
+async def connected(ws):
     frame = await recv_json(ws)
     assert frame["type"] == "connected"
     return ws

@@ -23,7 +23,7 @@ def run(*args: str) -> tuple[str, str]:
     return stdout.getvalue(), stderr.getvalue()
 
 
-def me_as(key: str):  # type: ignore[no-untyped-def]
+def me_as(key: str):
     client = SchemaCheckedClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client.get("/v1/users/me")

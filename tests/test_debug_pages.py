@@ -21,7 +21,7 @@ CLEANSED = "********************"
 
 
 @pytest.fixture
-def secrets_in_settings(settings):  # type: ignore[no-untyped-def]
+def secrets_in_settings(settings):
     settings.DEBUG = True
     for name, value in SECRETS.items():
         setattr(settings, name, value)

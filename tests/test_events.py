@@ -91,7 +91,7 @@ def _build_world() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def world(transactional_db) -> World:  # type: ignore[no-untyped-def]
+async def world(transactional_db) -> World:
     built = await sync(_build_world)()
     admin = AsyncClient()
     await admin.aforce_login(built["root"])  # before any listener: logging in is no event anyway

@@ -25,7 +25,7 @@ def _via_proxy(url: str, proxy: TcpProxy) -> str:
     return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
 
 
-async def post_until_delivered(server: LiveServer, ws, ada: dict) -> dict:  # type: ignore[no-untyped-def]
+async def post_until_delivered(server: LiveServer, ws, ada: dict) -> dict:
     """Post "after" through REST until the socket receives an event (Redis is back); that event."""
     deadline = time.monotonic() + RECOVERY_SECONDS
     while time.monotonic() < deadline:
@@ -46,7 +46,7 @@ async def wait_for_log(server: LiveServer, text: str, timeout: float = 10) -> No
 
 
 @pytest.fixture
-def ada(transactional_db):  # type: ignore[no-untyped-def]
+def ada(transactional_db):
     ada = factories.make_user("ada")
     return {"user": ada, "key": factories.make_key(ada), "room": factories.make_room(ada)}
 

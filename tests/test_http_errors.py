@@ -26,11 +26,11 @@ TOO_DEEP = {"code": "INVALID_JSON", "message": "JSON parse error - nesting too d
 
 
 @pytest.fixture
-def room(user):  # type: ignore[no-untyped-def]
+def room(user):
     return factories.make_room(user, name="general")
 
 
-def post_raw(api, room, body: bytes):  # type: ignore[no-untyped-def]
+def post_raw(api, room, body: bytes):
     return api.generic("POST", f"/v1/rooms/{room.pk}/messages", body, content_type="application/json")
 
 

@@ -27,7 +27,7 @@ MISSING = 999_999_999
 
 
 @pytest.fixture
-def people(transactional_db):  # type: ignore[no-untyped-def]
+def people(transactional_db):
     """owner and member share a public room, a private room and a DM; outsider is in none; staff is staff."""
     owner, member, outsider = factories.make_user("owner"), factories.make_user("member"), factories.make_user("outsider")
     staff = factories.make_user("staff", is_staff=True)

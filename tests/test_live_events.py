@@ -26,7 +26,7 @@ ROOT_PASSWORD = "correct horse battery staple 42"
 
 
 @pytest.fixture
-def world(transactional_db):  # type: ignore[no-untyped-def]
+def world(transactional_db):
     """Committed data: ada owns a public room with bob in it, ada and bob have a DM, cy is a bystander."""
     ada, bob, cy = factories.make_user("ada"), factories.make_user("bob"), factories.make_user("cy")
     root = factories.make_user("root", is_staff=True, is_superuser=True)

@@ -36,26 +36,26 @@ ROOM_FILTERS = ["*", "message", "room", "message:new", "message:updated", "messa
 
 
 @pytest.fixture
-def target(transactional_db):  # type: ignore[no-untyped-def]
+def target(transactional_db):
     mallory = factories.make_user("mallory")
     return SimpleNamespace(user=mallory, key=factories.make_key(mallory), room=factories.make_room(mallory, "lobby"))
 
 
 @pytest.fixture
-def many_rooms(target):  # type: ignore[no-untyped-def]
+def many_rooms(target):
     """25 rooms × 8 event filters: 200 distinct subscriptions."""
     target.rooms = [target.room, *(factories.make_room(target.user, f"room {n}") for n in range(24))]
     return target
 
 
 @pytest.fixture
-def heartbeat_users(transactional_db):  # type: ignore[no-untyped-def]
+def heartbeat_users(transactional_db):
     silent, lively = factories.make_user("silent"), factories.make_user("lively")
     return SimpleNamespace(silent=silent, silent_key=factories.make_key(silent), lively_key=factories.make_key(lively))
 
 
 @pytest.fixture(scope="module")
-def roomy_server(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+def roomy_server(django_db_setup, django_db_blocker):
     """A server with a 1 MiB frame limit and no practical frame rate limit (default 100 subscriptions)."""
     with LiveServer(
         RETROCHAT_WRITE_THROTTLE="off", RETROCHAT_MAX_FRAME_BYTES="1048576",

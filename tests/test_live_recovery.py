@@ -46,20 +46,20 @@ def head(channel: str) -> streams.Position:
 
 
 @pytest.fixture(scope="module")
-def embedded(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+def embedded(django_db_setup, django_db_blocker):
     with LiveServer(**EMBEDDED) as live:
         yield live
 
 
 @pytest.fixture(scope="module")
-def recovering(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+def recovering(django_db_setup, django_db_blocker):
     """A server as the suite is configured (Redis when REDIS_URL is set), keeping a long history."""
     with LiveServer(**NO_THROTTLE, **GENEROUS_RETENTION) as live:
         yield live
 
 
 @pytest.fixture
-def people(transactional_db):  # type: ignore[no-untyped-def]
+def people(transactional_db):
     ada, bob = factories.make_user("ada"), factories.make_user("bob")
     room = factories.make_room(ada, members=(bob,))
     return {"ada": ada, "bob": bob, "room": room, "ada_key": factories.make_key(ada), "bob_key": factories.make_key(bob)}

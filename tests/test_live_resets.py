@@ -21,12 +21,12 @@ RESET_POINTS = ["after the upgrade request", "after the 101", "after a ping", "a
 
 
 @pytest.fixture(params=SERVERS)
-def kind(request):  # type: ignore[no-untyped-def]
+def kind(request):
     return request.param
 
 
 @pytest.fixture
-def people(transactional_db):  # type: ignore[no-untyped-def]
+def people(transactional_db):
     """ada's clients misbehave (with `ada_ws_key`; `ada_key` is for REST); bob owns the room and
     reads well; cy watches ada's presence."""
     ada, bob, cy = factories.make_user("ada"), factories.make_user("bob"), factories.make_user("cy")
@@ -60,7 +60,7 @@ def reset_at(port: int, key: str, point: str, channel: str) -> None:
         raw.reset()
 
 
-async def wait_until_offline(watcher, user_id: int, seen: list[dict], timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+async def wait_until_offline(watcher, user_id: int, seen: list[dict], timeout: float = 10) -> None:
     """Read the watcher's presence frames until the last one says offline; each must alternate
     online, offline, … from where `seen` left off (a user never goes online twice in a row)."""
     loop = asyncio.get_running_loop()

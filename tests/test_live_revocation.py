@@ -31,7 +31,7 @@ REVOCATION_DEADLINE = 2.0
 
 
 @pytest.fixture
-def world(transactional_db):  # type: ignore[no-untyped-def]
+def world(transactional_db):
     ada, bob, carol, cy = (factories.make_user(name) for name in ("ada", "bob", "carol", "cy"))
     root = factories.make_user("root", is_staff=True, is_superuser=True)
     root.set_password(ROOT_PASSWORD)
@@ -51,7 +51,7 @@ def pong(ref: object) -> dict:
     return {"type": "pong", "ref": ref, "server_time": TIMESTAMP}
 
 
-async def assert_revoked(ws, deadline: float = REVOCATION_DEADLINE) -> None:  # type: ignore[no-untyped-def]
+async def assert_revoked(ws, deadline: float = REVOCATION_DEADLINE) -> None:
     """UNAUTHORIZED, then close 4001, both within `deadline` seconds."""
     started = time.monotonic()
     assert await recv_json(ws, timeout=deadline) == error_frame("UNAUTHORIZED")
@@ -59,7 +59,7 @@ async def assert_revoked(ws, deadline: float = REVOCATION_DEADLINE) -> None:  # 
     assert ws.close_code == 4001
 
 
-async def assert_refused(server, key: str) -> None:  # type: ignore[no-untyped-def]
+async def assert_refused(server, key: str) -> None:
     async with server.connect(key) as ws:
         assert await recv_json(ws) == error_frame("UNAUTHORIZED")
         assert await recv_close(ws) == 4001

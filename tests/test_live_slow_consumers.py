@@ -19,12 +19,12 @@ THREE_MB = 3 * 1024 * 1024
 
 
 @pytest.fixture(params=SERVERS)
-def kind(request):  # type: ignore[no-untyped-def]
+def kind(request):
     return request.param
 
 
 @pytest.fixture
-def people(transactional_db):  # type: ignore[no-untyped-def]
+def people(transactional_db):
     """ada reads slowly; bob owns the busy room and reads well; cy watches ada's presence."""
     ada, bob, cy = factories.make_user("ada"), factories.make_user("bob"), factories.make_user("cy")
     return SimpleNamespace(

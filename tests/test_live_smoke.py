@@ -7,7 +7,7 @@ from tests.support import POSITION
 
 
 @pytest.fixture
-def ada_with_room(transactional_db):  # type: ignore[no-untyped-def]
+def ada_with_room(transactional_db):
     ada = factories.make_user("ada")
     return ada, factories.make_key(ada), factories.make_room(ada)
 

@@ -129,7 +129,7 @@ def test_an_empty_event_log_has_no_lag(client, db):
 
 # --- real server processes -----------------------------------------------------------------------
 @pytest.fixture
-def ada(transactional_db):  # type: ignore[no-untyped-def]
+def ada(transactional_db):
     ada = factories.make_user("ada")
     return {"key": factories.make_key(ada), "room": factories.make_room(ada), "user": ada}
 

@@ -13,7 +13,7 @@ TIMESTAMP = "2026-01-02T03:04:05.123456Z"
 
 
 @pytest.fixture
-def document(anon):  # type: ignore[no-untyped-def]
+def document(anon):
     response = anon.get("/v1/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     return json.loads(response.content)

@@ -374,7 +374,7 @@ async def test_deleted_conversation_sends_channel_deleted(w):
 # --- losing the credential while connected ---------------------------------------------------
 
 
-async def assert_closed_unauthorized(ws) -> None:  # type: ignore[no-untyped-def]
+async def assert_closed_unauthorized(ws) -> None:
     assert await ws.receive() == error("UNAUTHORIZED")
     assert await ws.close_code() == 4001
 

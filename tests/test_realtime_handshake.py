@@ -24,7 +24,7 @@ SITE_ORIGIN = (b"origin", b"http://localhost:8000")
 
 
 @pytest.fixture(autouse=True)
-def _allowed_origins(settings):  # type: ignore[no-untyped-def]
+def _allowed_origins(settings):
     """The default list of a server on 127.0.0.1:8000, whatever HOST and PORT the test run has."""
     settings.RETROCHAT_ALLOWED_ORIGINS = ["http://127.0.0.1:8000", "http://localhost:8000"]
 
@@ -49,7 +49,7 @@ def _session_cookie(user: User) -> tuple[bytes, bytes]:
     return (b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={session.session_key}".encode())
 
 
-async def assert_refused(socket, code: str, close_code: int) -> dict:  # type: ignore[no-untyped-def]
+async def assert_refused(socket, code: str, close_code: int) -> dict:
     """The handshake is accepted only to say why: one error frame, then the close."""
     accepted, _ = await socket.open()
     assert accepted

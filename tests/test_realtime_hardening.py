@@ -63,11 +63,11 @@ async def w() -> World:
 
 
 @pytest.fixture(autouse=True)
-def _allowed_origins(settings):  # type: ignore[no-untyped-def]
+def _allowed_origins(settings):
     settings.RETROCHAT_ALLOWED_ORIGINS = ["http://localhost:8000"]
 
 
-async def next_message_content(ws) -> str:  # type: ignore[no-untyped-def]
+async def next_message_content(ws) -> str:
     frame = await ws.receive()
     assert frame["type"] == "message:new", frame
     return frame["data"]["content"]
@@ -125,7 +125,7 @@ async def test_a_removal_between_the_access_check_and_the_subscription_never_lea
     private, sentinel = f"room:{w.private.pk}", f"room:{w.other.pk}"
     checked = authorization.prepare_subscription
 
-    def check_then_remove(user_id, channel, *args):  # type: ignore[no-untyped-def]
+    def check_then_remove(user_id, channel, *args):
         prepared = checked(user_id, channel, *args)
         if str(channel) == private and Membership.objects.filter(room=w.private, user=w.bob).exists():
             # The access check said yes; the removal commits before the subscription is installed.
@@ -164,14 +164,14 @@ async def test_a_demoted_staff_user_cannot_subscribe_to_private_rooms_on_an_open
 # --- credentials re-validated --------------------------------------------------------------------
 
 
-async def revalidated_close(ws) -> int:  # type: ignore[no-untyped-def]
+async def revalidated_close(ws) -> int:
     """Run one re-validation round; the connection must get UNAUTHORIZED and close 4001."""
     await existing_hub()._revalidate()
     assert await ws.receive() == error("UNAUTHORIZED")
     return await ws.close_code()
 
 
-async def still_open_after_revalidation(ws) -> None:  # type: ignore[no-untyped-def]
+async def still_open_after_revalidation(ws) -> None:
     await existing_hub()._revalidate()
     await ws.assert_alive()
 

@@ -43,7 +43,7 @@ def pong(ref: object) -> dict:
     return {"type": "pong", "ref": ref, "server_time": ISO_TIMESTAMP}
 
 
-async def request_when_allowed(ws, frame: dict) -> dict:  # type: ignore[no-untyped-def]
+async def request_when_allowed(ws, frame: dict) -> dict:
     """Send `frame` until the bucket has refilled enough to answer it (a condition with a deadline)."""
     deadline = asyncio.get_running_loop().time() + FRAME_TIMEOUT
     while True:
@@ -54,7 +54,7 @@ async def request_when_allowed(ws, frame: dict) -> dict:  # type: ignore[no-unty
         await asyncio.sleep(0.05)
 
 
-async def wait_for_pong(ws) -> None:  # type: ignore[no-untyped-def]
+async def wait_for_pong(ws) -> None:
     assert await request_when_allowed(ws, {"type": "ping", "ref": "wait"}) == pong("wait")
 
 
@@ -62,7 +62,7 @@ async def wait_for_pong(ws) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def three_subscriptions(settings):  # type: ignore[no-untyped-def]
+def three_subscriptions(settings):
     settings.RETROCHAT_MAX_SUBSCRIPTIONS = 3
 
 
@@ -130,7 +130,7 @@ async def test_subscription_limit_is_per_connection(s, three_subscriptions):
 
 
 @pytest.fixture
-def five_per_second(settings):  # type: ignore[no-untyped-def]
+def five_per_second(settings):
     settings.RETROCHAT_RATE_PER_SECOND = 5
     settings.RETROCHAT_RATE_BURST = 5
 

@@ -51,7 +51,7 @@ def presence(user: User, status: str, channel: str) -> dict:
     return {"type": f"user:{status}", "channel": channel, "data": {"user_id": f"user_{user.pk}", "status": status, "timestamp": ISO_TIMESTAMP}}
 
 
-async def watch(ws, w: World) -> dict:  # type: ignore[no-untyped-def]
+async def watch(ws, w: World) -> dict:
     return await ws.request({"type": "subscribe", "channel": w.channel, "event": "activity", "ref": "p"})
 
 

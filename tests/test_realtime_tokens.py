@@ -23,7 +23,7 @@ SITE_ORIGIN = (b"origin", b"http://localhost:8000")
 
 
 @pytest.fixture(autouse=True)
-def _allowed_origins(settings):  # type: ignore[no-untyped-def]
+def _allowed_origins(settings):
     settings.RETROCHAT_ALLOWED_ORIGINS = ["http://127.0.0.1:8000", "http://localhost:8000"]
 
 
@@ -36,14 +36,14 @@ async def ada() -> User:
     return await sync(factories.make_user)("ada")
 
 
-async def assert_refused(socket, code: str, close_code: int) -> None:  # type: ignore[no-untyped-def]
+async def assert_refused(socket, code: str, close_code: int) -> None:
     accepted, _ = await socket.open()
     assert accepted
     assert await socket.receive() == error(code)
     assert await socket.close_code() == close_code
 
 
-async def assert_connects_as(socket, user: User, subprotocol: str | None = "retrochat.v1") -> None:  # type: ignore[no-untyped-def]
+async def assert_connects_as(socket, user: User, subprotocol: str | None = "retrochat.v1") -> None:
     assert await socket.open() == (True, subprotocol)
     frame = await socket.receive()
     assert (frame["type"], frame["user_id"]) == ("connected", f"user_{user.pk}")

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def room(user):  # type: ignore[no-untyped-def]
+def room(user):
     return factories.make_room(user, "lobby")
 
 

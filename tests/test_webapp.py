@@ -12,7 +12,7 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-def ada():  # type: ignore[no-untyped-def]
+def ada():
     user = factories.make_user("ada")
     user.set_password(PASSWORD)
     user.save()

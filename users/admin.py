@@ -1,3 +1,5 @@
+from typing import cast
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import models
@@ -6,7 +8,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from users import services
-from users.models import ApiKey, User
+from users.models import ApiKey, ApiKeyQuerySet, User
 
 
 @admin.register(User)
@@ -15,7 +17,7 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ["is_active", "is_staff", "is_superuser"]
     search_fields = ["username", "display_name", "email"]
     fieldsets = [
-        *DjangoUserAdmin.fieldsets,
+        *(DjangoUserAdmin.fieldsets or ()),
         ("Profile", {"fields": ["display_name", "avatar_url", "last_seen_at"]}),
     ]
     readonly_fields = ["last_seen_at", "last_login", "date_joined"]
@@ -32,7 +34,7 @@ class ApiKeyStateFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "usable":
-            return queryset.usable()
+            return cast(ApiKeyQuerySet, queryset).usable()
         if self.value() == "revoked":
             return queryset.filter(revoked_at__isnull=False)
         if self.value() == "expired":

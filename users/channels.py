@@ -13,7 +13,7 @@ class UserChannels(ChannelKind):
     id_prefix = ids.USER
     categories = {"activity": ACTIVITY_EVENTS, "room": ("room:created", "room:deleted")}
 
-    def access(self, user: Any, pk: int) -> Access:
+    def access(self, user: User, pk: int) -> Access:
         subject = User.objects.filter(pk=pk).first()
         if subject is None:
             return Access(protocol.CHANNEL_NOT_FOUND)

@@ -49,7 +49,7 @@ def verify(secret: str) -> ApiKey | None:
     """The usable key for `secret` (with its user loaded), or None. Touches `last_used_at`."""
     well_formed = looks_like_key(secret)
     candidate_digest = digest(secret) if well_formed else _DUMMY_DIGEST
-    candidates = (
+    candidates: list[ApiKey | None] = (
         list(ApiKey.objects.select_related("user").filter(prefix=secret[:LOOKUP_PREFIX_LENGTH]).order_by())
         if well_formed
         else []

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
@@ -22,7 +24,7 @@ class User(AbstractUser, TracksChanges):
     def was_deactivated(self) -> bool:
         return not self.is_active and self.was("is_active") is True
 
-    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self._state.adding and not self.display_name:
             self.display_name = self.username
         super().save(*args, **kwargs)
@@ -50,6 +52,9 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
+
+    # Set on a key just created, for ApiKeyCreatedSerializer (users/api/views.py); never stored.
+    secret: str
 
     class Meta:
         verbose_name = "API key"

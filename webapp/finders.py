@@ -18,7 +18,8 @@ class JavaScriptClientFinder(BaseFinder):
         super().__init__(*args, **kwargs)
         self.storage = FileSystemStorage(location=settings.BASE_DIR / "clients" / "js")
 
-    def find(self, path: str, find_all: bool = False, **kwargs: Any) -> str | list[str]:
+    # django-stubs has find() answer None for "not here" unless find_all; Django's own finders answer [].
+    def find(self, path: str, find_all: bool = False, **kwargs: Any) -> str | list[str]:  # type: ignore[override]
         if path in PUBLISHED:
             found = self.storage.path(path)
             return [found] if find_all else found

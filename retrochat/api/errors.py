@@ -67,15 +67,17 @@ def _api_exception_response(exc: exceptions.APIException) -> Response:
     else:
         code, message = str(exc.default_code).upper(), None
     details = None
+    wait = getattr(exc, "wait", None)  # Throttled's (not in djangorestframework-stubs), or another exception's
     if isinstance(exc, exceptions.ValidationError):
         details = _validation_details(exc.detail)
-    elif isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        details = {"retry_after": int(exc.wait + 0.999)}
+    elif isinstance(exc, exceptions.Throttled) and wait is not None:
+        details = {"retry_after": int(wait + 0.999)}
     headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None) is not None:
-        headers["Retry-After"] = str(int(exc.wait + 0.999))
+    auth_header = getattr(exc, "auth_header", None)  # set by APIView.handle_exception on 401s
+    if auth_header:
+        headers["WWW-Authenticate"] = auth_header
+    if wait is not None:
+        headers["Retry-After"] = str(int(wait + 0.999))
     text = message if message is not None else str(exc.detail)
     metrics.inc("retrochat_errors_total", f'code="{code}",transport="http"')
     return Response(error_body(code, text, details), status=exc.status_code, headers=headers)

@@ -3,10 +3,11 @@
 DRF's CharField turns `123` into `"123"` and BooleanField accepts `"yes"`; the API answers a wrong
 JSON type with a 400 instead, so a client bug shows up at once rather than as odd data.
 """
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db.models import Model, QuerySet
 from rest_framework import serializers
+from rest_framework.relations import PKOnlyObject
 
 from retrochat import ids
 
@@ -47,13 +48,13 @@ class PrefixedRelatedField(serializers.RelatedField):
         pk = ids.parse_id(self.prefix, data)
         if pk is None:
             self.fail("malformed", kind=self.kind, example=ids.format_id(self.prefix, 12))
-        queryset: QuerySet = self.get_queryset()
+        queryset = cast(QuerySet, self.get_queryset())  # not None: DRF requires one of a writable related field
         try:
             return queryset.get(pk=pk)
         except queryset.model.DoesNotExist:
             self.fail("does_not_exist", kind=self.kind, value=ids.format_id(self.prefix, pk))
 
-    def to_representation(self, value: Model) -> str:
+    def to_representation(self, value: Model | PKOnlyObject) -> str:
         return ids.format_id(self.prefix, value.pk)
 
 
@@ -84,7 +85,13 @@ class StrictURLField(serializers.URLField):
         return super().to_internal_value(data)
 
 
-class RejectUnknownFieldsMixin:
+if TYPE_CHECKING:
+    _SerializerBase = serializers.Serializer  # what the mixin is mixed into
+else:
+    _SerializerBase = object
+
+
+class RejectUnknownFieldsMixin(_SerializerBase):
     """Answer 400 for a body key the endpoint does not accept, instead of silently ignoring it."""
 
     def to_internal_value(self, data: Any) -> Any:

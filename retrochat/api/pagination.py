@@ -60,7 +60,8 @@ class NewestFirstCursorPagination(CursorPagination):
         except (NotFound, binascii.Error):
             raise invalid from None
         # The position is the last id shown; any other value would reach the database and fail there (a 500).
-        if cursor is not None and cursor.position is not None and not _POSITION_RE.fullmatch(cursor.position):
+        # djangorestframework-stubs types Cursor.position as int; DRF decodes it from the query as a str.
+        if cursor is not None and cursor.position is not None and not _POSITION_RE.fullmatch(cursor.position):  # type: ignore[call-overload]
             raise invalid
         return cursor
 

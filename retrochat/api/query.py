@@ -3,11 +3,12 @@
 A misspelt `?afer=msg_5` silently ignored would hand a client the newest page instead of its
 catch-up, and it would not notice.
 """
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
+from rest_framework.views import APIView
 
 from retrochat.api.pagination import NewestFirstCursorPagination
 
@@ -22,14 +23,20 @@ _COMMON = frozenset(
 )
 
 
-class StrictQueryParamsMixin:
+if TYPE_CHECKING:
+    _ViewBase = APIView  # what the mixin is mixed into
+else:
+    _ViewBase = object
+
+
+class StrictQueryParamsMixin(_ViewBase):
     """For list views: a GET with a query parameter outside `_COMMON` and `query_params` is a 400
     VALIDATION_ERROR naming it, checked after authentication (so 401 still comes first)."""
 
     query_params: tuple[str, ...] = ()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        super().initial(request, *args, **kwargs)
         if request.method != "GET":
             return
         unknown = sorted(set(request.query_params) - _COMMON - set(self.query_params))

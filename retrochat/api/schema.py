@@ -10,7 +10,7 @@ from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import Direction, OpenApiResponse
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
@@ -94,7 +94,7 @@ class RetroChatAutoSchema(AutoSchema):
             statuses.add(429)
         return sorted(statuses)
 
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+    def _get_response_bodies(self, direction: Direction = "response") -> dict[str, Any]:
         bodies = super()._get_response_bodies(direction)
         for status in self.error_statuses():
             response = OpenApiResponse(ErrorSerializer, description=_ERRORS[status])

@@ -1,9 +1,10 @@
 """Endpoints that belong to the service rather than to an app: health and the /v1 catch-all."""
 import asyncio
 import logging
+from typing import cast
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.db import DatabaseError, connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -31,7 +32,8 @@ def check_database() -> bool:
 
 
 async def _probe_channel_layer() -> None:
-    await asyncio.wait_for(get_channel_layer().group_send("rc.health", {"type": "rc.health"}), CHECK_TIMEOUT_SECONDS)
+    layer = cast(BaseChannelLayer, get_channel_layer())  # CHANNEL_LAYERS always has a default
+    await asyncio.wait_for(layer.group_send("rc.health", {"type": "rc.health"}), CHECK_TIMEOUT_SECONDS)
 
 
 def check_channel_layer() -> bool:

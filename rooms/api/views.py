@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from retrochat import ids
 from retrochat.api.pagination import NewestFirstCursorPagination, OldestFirstCursorPagination
 from retrochat.api.query import StrictQueryParamsMixin
+from retrochat.api.requests import AuthenticatedRequest
 from rooms import access, services
 from rooms.api.serializers import (
     ConversationCreateSerializer,
@@ -40,25 +41,25 @@ def _with_counts(rooms: QuerySet[Room], viewer: User) -> QuerySet[Room]:
     )
 
 
-def _room_body(request: Request, room: Room) -> dict:
+def _room_body(request: AuthenticatedRequest, room: Room) -> dict:
     return RoomSerializer(room, context={"viewer": request.user}).data
 
 
-def get_visible_room(request: Request, room_id: int) -> Room:
+def get_visible_room(request: AuthenticatedRequest, room_id: int) -> Room:
     room = generics.get_object_or_404(_with_counts(Room.objects.all(), request.user), pk=room_id)
     if not access.can_view_room(request.user, room):
         raise Http404
     return room
 
 
-def get_own_conversation(request: Request, conv_id: int) -> Conversation:
+def get_own_conversation(request: AuthenticatedRequest, conv_id: int) -> Conversation:
     conversation = generics.get_object_or_404(Conversation, pk=conv_id)
     if not access.is_participant(request.user, conversation):
         raise Http404
     return conversation
 
 
-def _validated(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+def _validated(serializer_class: type[serializers.Serializer], request: AuthenticatedRequest) -> dict:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
@@ -66,17 +67,18 @@ def _validated(serializer_class: type[serializers.Serializer], request: Request)
 
 class RoomListCreateView(StrictQueryParamsMixin, generics.GenericAPIView):
     serializer_class = RoomSerializer
+    request: AuthenticatedRequest
 
     def get_queryset(self) -> QuerySet[Room]:
         return _with_counts(access.visible_rooms(self.request.user), self.request.user)
 
     @extend_schema(responses=RoomSerializer(many=True), summary="Rooms visible to you: every public room and the private rooms you belong to")
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(RoomSerializer(page, many=True, context={"viewer": request.user}).data)
 
     @extend_schema(request=RoomCreateSerializer, responses={201: RoomSerializer}, summary="Create a room; you become its owner")
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         room = services.room_create(creator=request.user, **_validated(RoomCreateSerializer, request))
         return Response(_room_body(request, room), status=status.HTTP_201_CREATED)
 
@@ -85,11 +87,11 @@ class RoomDetailView(generics.GenericAPIView):
     serializer_class = RoomSerializer
 
     @extend_schema(summary="A room you can see")
-    def get(self, request: Request, room_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, room_id: int) -> Response:
         return Response(_room_body(request, get_visible_room(request, room_id)))
 
     @extend_schema(request=RoomUpdateSerializer, summary="Change a room (owner, admins, staff)")
-    def patch(self, request: Request, room_id: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, room_id: int) -> Response:
         room = get_visible_room(request, room_id)
         if not access.can_manage_room(request.user, room):
             raise PermissionDenied(ROOM_ADMINS_ONLY)
@@ -97,7 +99,7 @@ class RoomDetailView(generics.GenericAPIView):
         return Response(_room_body(request, get_visible_room(request, room_id)))
 
     @extend_schema(responses={204: None}, summary="Delete a room and its messages (owner, admins, staff)")
-    def delete(self, request: Request, room_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, room_id: int) -> Response:
         room = get_visible_room(request, room_id)
         if not access.can_manage_room(request.user, room):
             raise PermissionDenied(ROOM_ADMINS_ONLY)
@@ -109,7 +111,7 @@ class RoomMembersView(StrictQueryParamsMixin, generics.GenericAPIView):
     serializer_class = MembershipSerializer
 
     @extend_schema(responses=MembershipSerializer(many=True), summary="Members of a room you can see")
-    def get(self, request: Request, room_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, room_id: int) -> Response:
         room = get_visible_room(request, room_id)
         page = self.paginate_queryset(room.memberships.select_related("user"))
         return self.get_paginated_response(MembershipSerializer(page, many=True).data)
@@ -119,7 +121,7 @@ class RoomMembersView(StrictQueryParamsMixin, generics.GenericAPIView):
         responses={200: MembershipSerializer, 201: MembershipSerializer},
         summary="Join a public room yourself, or add someone (owner, admins, staff)",
     )
-    def post(self, request: Request, room_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: int) -> Response:
         room = get_visible_room(request, room_id)
         data = _validated(MembershipCreateSerializer, request)
         target = data.get("user_id", request.user)
@@ -137,7 +139,7 @@ class RoomMemberDetailView(generics.GenericAPIView):
     serializer_class = MembershipSerializer
 
     @extend_schema(responses={204: None}, summary="Leave a room, or remove a member (owner, admins, staff)")
-    def delete(self, request: Request, room_id: int, user_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, room_id: int, user_id: int) -> Response:
         room = get_visible_room(request, room_id)
         membership = generics.get_object_or_404(Membership, room=room, user_id=user_id)
         refusal = access.membership_remove_refusal(request.user, membership)
@@ -194,11 +196,11 @@ class MessageHistoryView(StrictQueryParamsMixin, generics.GenericAPIView):
 
 class RoomMessagesView(MessageHistoryView):
     @extend_schema(parameters=[AFTER], responses=MessageSerializer(many=True), summary=HISTORY_SUMMARY)
-    def get(self, request: Request, room_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, room_id: int) -> Response:
         return self.history(get_visible_room(request, room_id).messages.all())
 
     @extend_schema(request=MessageWriteSerializer, responses={201: MessageSerializer}, summary="Post a message (members)")
-    def post(self, request: Request, room_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: int) -> Response:
         room = get_visible_room(request, room_id)
         if not access.can_post_in_room(request.user, room):
             raise PermissionDenied("Join the room to post in it.")
@@ -210,7 +212,7 @@ class ConversationListCreateView(StrictQueryParamsMixin, generics.GenericAPIView
     serializer_class = ConversationSerializer
 
     @extend_schema(responses=ConversationSerializer(many=True), summary="Your direct conversations")
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         page = self.paginate_queryset(access.user_conversations(request.user))
         return self.get_paginated_response(ConversationSerializer(page, many=True).data)
 
@@ -219,7 +221,7 @@ class ConversationListCreateView(StrictQueryParamsMixin, generics.GenericAPIView
         responses={200: ConversationSerializer, 201: ConversationSerializer},
         summary="Get or create the one conversation with a user",
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         other = _validated(ConversationCreateSerializer, request)["user_id"]
         if other == request.user:
             raise serializers.ValidationError({"user_id": ["You cannot start a conversation with yourself."]})
@@ -233,17 +235,17 @@ class ConversationDetailView(generics.GenericAPIView):
     serializer_class = ConversationSerializer
 
     @extend_schema(summary="A conversation you take part in")
-    def get(self, request: Request, conv_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, conv_id: int) -> Response:
         return Response(ConversationSerializer(get_own_conversation(request, conv_id)).data)
 
 
 class ConversationMessagesView(MessageHistoryView):
     @extend_schema(parameters=[AFTER], responses=MessageSerializer(many=True), summary=HISTORY_SUMMARY)
-    def get(self, request: Request, conv_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, conv_id: int) -> Response:
         return self.history(get_own_conversation(request, conv_id).messages.all())
 
     @extend_schema(request=MessageWriteSerializer, responses={201: MessageSerializer}, summary="Send a direct message")
-    def post(self, request: Request, conv_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, conv_id: int) -> Response:
         conversation = get_own_conversation(request, conv_id)
         message = services.message_create(
             author=request.user, conversation=conversation, **_validated(MessageWriteSerializer, request)
@@ -254,18 +256,18 @@ class ConversationMessagesView(MessageHistoryView):
 class MessageDetailView(generics.GenericAPIView):
     serializer_class = MessageSerializer
 
-    def get_message(self, request: Request, msg_id: int) -> Message:
+    def get_message(self, request: AuthenticatedRequest, msg_id: int) -> Message:
         message = generics.get_object_or_404(Message.objects.select_related("room", "conversation"), pk=msg_id)
         if not access.can_view_message(request.user, message):
             raise Http404
         return message
 
     @extend_schema(summary="A message you can see")
-    def get(self, request: Request, msg_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, msg_id: int) -> Response:
         return Response(MessageSerializer(self.get_message(request, msg_id)).data)
 
     @extend_schema(request=MessageWriteSerializer, summary="Edit your message")
-    def patch(self, request: Request, msg_id: int) -> Response:
+    def patch(self, request: AuthenticatedRequest, msg_id: int) -> Response:
         message = self.get_message(request, msg_id)
         if not access.can_edit_message(request.user, message):
             raise PermissionDenied("Only the author can edit a message.")
@@ -273,7 +275,7 @@ class MessageDetailView(generics.GenericAPIView):
         return Response(MessageSerializer(message).data)
 
     @extend_schema(responses={204: None}, summary="Delete a message (author, room owner and admins, staff)")
-    def delete(self, request: Request, msg_id: int) -> Response:
+    def delete(self, request: AuthenticatedRequest, msg_id: int) -> Response:
         message = self.get_message(request, msg_id)
         if not access.can_delete_message(request.user, message):
             raise PermissionDenied("Only the author, the room's owner and admins can delete this message.")

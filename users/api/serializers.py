@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, cast
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
@@ -56,7 +56,8 @@ class UserLookupQuerySerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 f"Not valid user ids: {', '.join(repr(part) for part in malformed)}; expected 'user_12' or 12, comma-separated."
             )
-        pks = list(dict.fromkeys(ids.parse_id(ids.USER, part) for part in parts))  # without repeats, in order
+        # Without repeats, in order; none is None (no part is malformed).
+        pks = list(dict.fromkeys(cast(int, ids.parse_id(ids.USER, part)) for part in parts))
         if len(pks) > MAX_LOOKUP_IDS:
             raise serializers.ValidationError(f"At most {MAX_LOOKUP_IDS} ids.")
         return pks

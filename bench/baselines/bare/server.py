@@ -11,12 +11,12 @@ import argparse
 import asyncio
 import json
 
-from websockets.asyncio.server import broadcast, serve
+from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 subscribers: dict[str, set] = {}
 
 
-async def handle(connection) -> None:  # type: ignore[no-untyped-def]
+async def handle(connection: ServerConnection) -> None:
     joined: list[str] = []
     try:
         async for raw in connection:

@@ -10,6 +10,7 @@ WebSocket and publish frames are the same as the bare baseline's (bench/baseline
 """
 import json
 import os
+from typing import Any
 
 import django
 from django.conf import settings
@@ -37,7 +38,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer  # noqa: E402
 from channels.layers import get_channel_layer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
-from django.http import HttpResponse  # noqa: E402
+from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.csrf import csrf_exempt  # noqa: E402
 
@@ -50,17 +51,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         await self.accept()
 
-    async def receive_json(self, content, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if content.get("type") == "subscribe":
             await self.channel_layer.group_add(group_for(content["channel"]), self.channel_name)
             await self.send_json({"type": "subscribed", "channel": content["channel"]})
 
-    async def chat_message(self, event) -> None:  # type: ignore[no-untyped-def]
+    async def chat_message(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "message:new", "channel": event["channel"], "data": event["data"]})
 
 
 @csrf_exempt
-async def publish(request, channel: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+async def publish(request: HttpRequest, channel: str) -> HttpResponse:
     data = json.loads(request.body)
     await get_channel_layer().group_send(group_for(channel), {"type": "chat.message", "channel": channel, "data": data})
     return HttpResponse(status=204)
