@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+CLUSTER_PORT ?= 8001
+CLUSTER_PROCESSES ?= 2
 
 .PHONY: run test typecheck migrate cluster bench soak clean
 
@@ -23,8 +25,8 @@ run: migrate
 # redis://127.0.0.1:6379/0) and the database (docs/deploy.md). No make variable named REDIS_URL
 # here: defining one would stop make from passing the environment's REDIS_URL to `make test`.
 cluster: migrate
-	$(BIN)/python manage.py demo --host $(HOST) --port 8001
-	HOST=$(HOST) PORT=8001 RETROCHAT_PROCESSES=2 $(BIN)/python -m retrochat.cluster
+	$(BIN)/python manage.py demo --host $(HOST) --port $(CLUSTER_PORT)
+	HOST=$(HOST) PORT=$(CLUSTER_PORT) RETROCHAT_PROCESSES=$(CLUSTER_PROCESSES) $(BIN)/python -m retrochat.cluster
 
 # The project, its baselines and peers in one run (bench/run.py); rewrites docs/benchmarks.md and .png
 # and bench/results/latest.json. BENCH_QUICK=1 is a smoke run (small sizes) that writes

@@ -27,7 +27,7 @@ def rest(base: str, key: str, method: str, path: str, body: Any = None) -> Any:
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server's HTTP base URL (not the WebSocket URL)")
     parser.add_argument("--room", required=True)
     args = parser.parse_args()
     key = os.environ["KEY"]
