@@ -7,7 +7,6 @@ client (`websockets`). Every server is stopped, its whole process group, when it
 import asyncio
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from tests.asyncapi import check_client_frame, check_server_frame
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
 RECV_TIMEOUT = 5.0
+SILENCE_SECONDS = 0.3  # for proving that nothing arrives
 
 
 def free_port() -> int:
@@ -78,12 +78,6 @@ class LiveServer:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not become healthy in {START_TIMEOUT}s:\n{self.log()}")
-
-    def restart(self) -> "LiveServer":
-        """Stop the server (SIGTERM: sockets close with 1012) and start a new process on the same
-        port and database, as a deploy does."""
-        self.stop()
-        return self.start()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -146,7 +140,8 @@ async def recv_json(ws: ClientConnection, timeout: float = RECV_TIMEOUT) -> dict
     return frame
 
 
-async def assert_no_frame(ws: ClientConnection, seconds: float = 0.3) -> None:
+async def assert_silent(ws: ClientConnection, seconds: float = SILENCE_SECONDS) -> None:
+    """Nothing arrives for `seconds`: only where no sentinel event can prove it (see tests/support.py)."""
     try:
         frame = await asyncio.wait_for(ws.recv(), seconds)
     except asyncio.TimeoutError:
@@ -173,48 +168,6 @@ async def request_when_allowed(ws: ClientConnection, frame: dict[str, Any], time
 async def request_reply(ws: ClientConnection, frame: Any) -> dict[str, Any]:
     await send_json(ws, frame)
     return await recv_json(ws)
-
-
-# --- helpers for exact frame assertions --------------------------------------------------------
-class _AnyText:
-    """Equal to any non-empty string: for the human-readable `message` of error frames, whose wording
-    the contract leaves open, while the rest of the frame is compared exactly."""
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, str) and bool(other)
-
-    def __repr__(self) -> str:
-        return "<any text>"
-
-
-class _Timestamp:
-    """Equal to an ISO 8601 UTC timestamp ending in `Z`."""
-
-    _PATTERN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, str) and bool(self._PATTERN.fullmatch(other))
-
-    def __repr__(self) -> str:
-        return "<ISO 8601 timestamp with Z>"
-
-
-TEXT = _AnyText()
-TIMESTAMP = _Timestamp()
-
-
-def room_updated_data(room: dict[str, Any]) -> dict[str, Any]:
-    """The data of room:updated: the room as REST answered it, without the requester's `is_member`
-    (one frame goes to every subscriber, members or not)."""
-    return {key: value for key, value in room.items() if key != "is_member"}
-
-
-def error_frame(code: str, ref: str | int | None = None) -> dict[str, Any]:
-    """The exact shape of an error frame (the message text is any non-empty string)."""
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": TEXT}
-    if ref is not None:
-        frame["ref"] = ref
-    return frame
 
 
 async def recv_close(ws: ClientConnection, timeout: float = RECV_TIMEOUT) -> int | None:

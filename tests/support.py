@@ -103,6 +103,12 @@ def room_data(room: Any) -> dict[str, Any]:
     }
 
 
+def room_updated_data(room: dict[str, Any]) -> dict[str, Any]:
+    """The data of room:updated from the room as REST answered it, without the requester's
+    `is_member` (one frame goes to every subscriber, members or not)."""
+    return {key: value for key, value in room.items() if key != "is_member"}
+
+
 # --- frames --------------------------------------------------------------------------------------
 
 

@@ -1,20 +1,15 @@
 """REST: direct conversations and their messages."""
-from datetime import UTC, datetime
 
 import pytest
 
 from rooms.models import Conversation, Message
 from tests import factories
+from tests.support import iso
 
 pytestmark = pytest.mark.django_db
 
 NOT_FOUND = {"code": "NOT_FOUND", "message": "Not found."}
 MALFORMED_USER_ID = "Not a valid user id; expected 'user_12' or a positive integer."
-
-
-def iso(moment: datetime) -> str:
-    """A timestamp as the API renders it: ISO 8601 in UTC with a `Z`."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def conversation_body(conversation: Conversation) -> dict:

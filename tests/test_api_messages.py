@@ -1,12 +1,12 @@
 """REST: room message history, posting, and single messages."""
 import base64
-from datetime import UTC, datetime
 
 import pytest
 
 from rooms import services
 from rooms.models import Message
 from tests import factories
+from tests.support import iso
 
 pytestmark = pytest.mark.django_db
 
@@ -24,11 +24,6 @@ ID_FORMS = [pytest.param(str, id="bare"), pytest.param(None, id="prefixed")]
 
 def in_form(form, prefix: str, pk: int) -> str:  # type: ignore[no-untyped-def]
     return form(pk) if form else f"{prefix}_{pk}"
-
-
-def iso(moment: datetime) -> str:
-    """A timestamp as the API renders it: ISO 8601 in UTC with a `Z`."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def message_body(message: Message) -> dict:

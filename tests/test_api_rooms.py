@@ -1,5 +1,4 @@
 """REST: rooms and their members."""
-from datetime import UTC, datetime
 
 import pytest
 
@@ -7,6 +6,7 @@ from rooms import services
 from rooms.models import Membership, Room
 from tests import factories
 from users.models import User
+from tests.support import iso
 
 pytestmark = pytest.mark.django_db
 
@@ -18,11 +18,6 @@ VALIDATION_ERROR = {"code": "VALIDATION_ERROR", "message": "The request is not v
 
 # The two forms of an id that every URL path accepts.
 ID_FORMS = [pytest.param(str, id="bare"), pytest.param(lambda pk: f"room_{pk}", id="prefixed")]
-
-
-def iso(moment: datetime) -> str:
-    """A timestamp as the API renders it: ISO 8601 in UTC with a `Z`."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def room_body(room: Room, viewer: User) -> dict:

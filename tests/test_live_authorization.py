@@ -9,18 +9,9 @@ from django.utils import timezone
 from websockets.asyncio.client import connect
 
 from tests import factories
-from tests.live import (
-    TEXT,
-    Browser,
-    assert_no_frame,
-    error_frame,
-    open_ready,
-    recv_close,
-    recv_json,
-    subscribe,
-)
+from tests.live import Browser, assert_silent, open_ready, recv_close, recv_json, subscribe
 from users import services as user_services
-from tests.support import POSITION
+from tests.support import POSITION, TEXT, error_frame
 
 STAFF_PASSWORD = "a staff password that is long enough"
 MISSING = 999_999_999
@@ -112,7 +103,7 @@ async def test_subscription_matrix(server, people):
             own = f"user:{getattr(people, who).pk}"
             assert await subscribe(ws, own, "room", ref="own") == subscribed(own, "room", "own")
         for ws in sockets.values():
-            await assert_no_frame(ws, 0.1)
+            await assert_silent(ws, 0.1)
 
 
 async def test_private_room_and_dm_messages_reach_only_those_allowed(server, people):
@@ -150,7 +141,7 @@ async def test_private_room_and_dm_messages_reach_only_those_allowed(server, peo
         status, public_message = await server.arequest("POST", f"/v1/rooms/{people.public.pk}/messages", people.keys["member"], {"content": "hi all"})
         assert await recv_json(ws["outsider"]) == {"type": "message:new", "channel": f"room:{people.public.pk}", **POSITION, "data": public_message}
         for socket in ws.values():
-            await assert_no_frame(socket)
+            await assert_silent(socket)
 
 
 # --- handshake ---------------------------------------------------------------------------------

@@ -18,10 +18,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests import factories
 from tests.live import (
-    TIMESTAMP,
     LiveServer,
-    assert_no_frame,
-    error_frame,
+    assert_silent,
     open_ready,
     recv_close,
     recv_json,
@@ -30,7 +28,7 @@ from tests.live import (
     send_json,
     subscribe,
 )
-from tests.support import POSITION
+from tests.support import POSITION, TIMESTAMP, error_frame
 
 ROOM_FILTERS = ["*", "message", "room", "message:new", "message:updated", "message:deleted", "room:updated", "room:deleted"]
 
@@ -172,7 +170,7 @@ async def test_hostile_frames_get_their_documented_answer(server, target):
                 await ws.send(payload)
                 assert await recv_json(ws) == expected, label
                 assert await request_reply(ws, {"type": "ping", "ref": "after"}) == pong("after"), label
-            await assert_no_frame(ws, 0.1)
+            await assert_silent(ws, 0.1)
     assert_no_traceback(server, mark)
 
 

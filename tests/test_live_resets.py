@@ -10,10 +10,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests import factories
-from tests.live import TIMESTAMP, error_frame, open_ready, recv_close, recv_json, subscribe
+from tests.live import open_ready, recv_close, recv_json, subscribe
 from tests.pressure import SERVERS, flood, metric, pressure_server, wait_for_metric
 from tests.raw_websocket import RawWebSocket
 from tests.test_live_hostile import assert_no_traceback
+from tests.support import TIMESTAMP, error_frame
 from users import services as users
 
 CONNECTION_LIMIT = 5

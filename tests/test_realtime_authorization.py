@@ -12,8 +12,8 @@ from django.utils import timezone
 from rooms import services as room_services
 from rooms.models import Conversation, Membership, Room
 from tests import factories
-from tests.realtime_client import connected, error, sync
-from tests.support import POSITION
+from tests.realtime_client import connected, sync
+from tests.support import POSITION, error_frame
 from users import services as user_services
 from users.models import ApiKey, User
 
@@ -86,13 +86,13 @@ async def test_members_and_staff_may_subscribe_to_a_private_room(w, who, event):
 
 @pytest.mark.parametrize("event", [None, "*", "message", "room", "message:new", "room:updated"])
 async def test_outsider_may_not_subscribe_to_a_private_room(w, event):
-    assert await subscribe(w, "cy", f"room:{w.private.pk}", event) == error("FORBIDDEN", "s")
+    assert await subscribe(w, "cy", f"room:{w.private.pk}", event) == error_frame("FORBIDDEN", "s")
 
 
 async def test_forbidden_subscription_is_not_kept(w):
     channel = f"room:{w.private.pk}"
     async with connected(w.key("cy")) as ws:
-        assert await ws.request({"type": "subscribe", "channel": channel}) == error("FORBIDDEN")
+        assert await ws.request({"type": "subscribe", "channel": channel}) == error_frame("FORBIDDEN")
         assert await ws.request({"type": "list_subscriptions"}) == {"type": "subscriptions", "subscriptions": []}
         await sync(factories.make_message)(w.ada, room=w.private, content="members only")
         await ws.assert_silent()
@@ -101,7 +101,7 @@ async def test_forbidden_subscription_is_not_kept(w):
 async def test_access_is_checked_at_each_subscribe(w):
     channel = f"room:{w.private.pk}"
     async with connected(w.key("cy")) as ws:
-        assert await ws.request({"type": "subscribe", "channel": channel}) == error("FORBIDDEN")
+        assert await ws.request({"type": "subscribe", "channel": channel}) == error_frame("FORBIDDEN")
         await sync(room_services.membership_add)(room=w.private, user=w.cy)
         assert await ws.request({"type": "subscribe", "channel": channel}) == {
             "type": "subscribed",
@@ -112,13 +112,13 @@ async def test_access_is_checked_at_each_subscribe(w):
 
 @pytest.mark.parametrize("channel", ["room:999999", "conversation:999999", "user:999999"])
 async def test_channel_of_something_that_does_not_exist_is_channel_not_found(w, channel):
-    assert await subscribe(w, "ada", channel) == error("CHANNEL_NOT_FOUND", "s")
+    assert await subscribe(w, "ada", channel) == error_frame("CHANNEL_NOT_FOUND", "s")
 
 
 async def test_deleted_room_is_channel_not_found(w):
     room_id = w.public.pk
     await sync(room_services.room_delete)(room=w.public)
-    assert await subscribe(w, "root", f"room:{room_id}") == error("CHANNEL_NOT_FOUND", "s")
+    assert await subscribe(w, "root", f"room:{room_id}") == error_frame("CHANNEL_NOT_FOUND", "s")
 
 
 # --- conversations ---------------------------------------------------------------------------
@@ -133,7 +133,7 @@ async def test_both_participants_may_subscribe_to_their_conversation(w, who, eve
 
 @pytest.mark.parametrize("who", ["cy", "root"], ids=["third-user", "staff"])
 async def test_nobody_else_may_subscribe_to_a_conversation(w, who):
-    assert await subscribe(w, who, f"conversation:{w.conversation.pk}") == error("FORBIDDEN", "s")
+    assert await subscribe(w, who, f"conversation:{w.conversation.pk}") == error_frame("FORBIDDEN", "s")
 
 
 # --- user feeds ------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ async def test_anyone_may_follow_one_activity_event_of_a_user(w, event):
 @pytest.mark.parametrize("who", ["bob", "cy", "root"])
 @pytest.mark.parametrize("event", ["room", "room:created", "room:deleted"])
 async def test_only_the_user_may_follow_their_room_feed(w, who, event):
-    assert await subscribe(w, who, f"user:{w.ada.pk}", event) == error("FORBIDDEN", "s")
+    assert await subscribe(w, who, f"user:{w.ada.pk}", event) == error_frame("FORBIDDEN", "s")
 
 
 @pytest.mark.parametrize("event", ["room", "room:created", "room:deleted"])
@@ -375,7 +375,7 @@ async def test_deleted_conversation_sends_channel_deleted(w):
 
 
 async def assert_closed_unauthorized(ws) -> None:  # type: ignore[no-untyped-def]
-    assert await ws.receive() == error("UNAUTHORIZED")
+    assert await ws.receive() == error_frame("UNAUTHORIZED")
     assert await ws.close_code() == 4001
 
 

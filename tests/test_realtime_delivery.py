@@ -6,7 +6,6 @@ makes them (services or the plain ORM, through `database_sync_to_async`), and ev
 """
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import pytest
 
@@ -14,22 +13,11 @@ from rooms import services as room_services
 from rooms.models import Conversation, Message, Room
 from tests import factories
 from tests.layer import LayerListener
-from tests.realtime_client import (
-    FRAME_TIMEOUT,
-    ISO_TIMESTAMP,
-    bearer,
-    connected,
-    opened,
-    sync,
-)
+from tests.realtime_client import FRAME_TIMEOUT, bearer, connected, make_sentinel, opened, sync
 from users.models import User
-from tests.support import POSITION
+from tests.support import POSITION, TIMESTAMP, iso
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -88,7 +76,7 @@ def deleted_frame(room: Room, message_id: int, author: User) -> dict:
     return {
         "type": "message:deleted",
         "channel": f"room:{room.pk}", **POSITION,
-        "data": {"id": f"msg_{message_id}", "room_id": f"room_{room.pk}", "user_id": f"user_{author.pk}", "deleted_at": ISO_TIMESTAMP},
+        "data": {"id": f"msg_{message_id}", "room_id": f"room_{room.pk}", "user_id": f"user_{author.pk}", "deleted_at": TIMESTAMP},
     }
 
 
@@ -100,7 +88,7 @@ async def test_message_reaches_a_subscriber_with_the_exact_frame(w):
         await ws.subscribe(w.channel)
         message = await sync(factories.make_message)(w.ada, room=w.room, content="hello")
         assert await ws.receive() == await sync(message_frame)(message)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_overlapping_filters_deliver_each_event_once(w):
@@ -109,11 +97,11 @@ async def test_overlapping_filters_deliver_each_event_once(w):
             await ws.subscribe(w.channel, event)
         message = await sync(factories.make_message)(w.ada, room=w.room)
         assert await ws.receive() == await sync(message_frame)(message)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
         message_id = message.pk
         await sync(room_services.message_delete)(message=message)
         assert await ws.receive() == deleted_frame(w.room, message_id, w.ada)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_exact_type_filter_delivers_only_that_type(w):
@@ -126,7 +114,7 @@ async def test_exact_type_filter_delivers_only_that_type(w):
         message_id = message.pk
         await sync(room_services.message_delete)(message=message)
         assert await ws.receive() == deleted_frame(w.room, message_id, w.ada)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room, event="message:deleted")
 
 
 async def test_category_filter_delivers_only_that_category(w):
@@ -136,7 +124,7 @@ async def test_category_filter_delivers_only_that_category(w):
         await sync(room_services.room_update)(room=w.room, topic="changed")
         event = await ws.receive()
         assert (event["type"], event["channel"], event["data"]["topic"]) == ("room:updated", w.channel, "changed")
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room, event="room:updated")
 
 
 async def test_message_category_delivers_new_updated_and_deleted(w):
@@ -149,7 +137,7 @@ async def test_message_category_delivers_new_updated_and_deleted(w):
         message_id = message.pk
         await sync(room_services.message_delete)(message=message)
         assert await ws.receive() == deleted_frame(w.room, message_id, w.ada)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_exactly_the_matching_connections_get_an_event(w):
@@ -171,8 +159,17 @@ async def test_exactly_the_matching_connections_get_an_event(w):
         expected = await sync(message_frame)(message)
         for ws in (ada_all, ada_new, cy_messages):
             assert await ws.receive() == expected
-        for ws in (ada_all, ada_new, bob_room_only, bob_other_room, cy_unsubscribed, cy_messages):
-            await ws.assert_silent()
+        # Nothing else reached anyone: each socket's next frames are the sentinels it follows.
+        await cy_unsubscribed.subscribe(f"room:{other.pk}")
+        posted = await make_sentinel(w.bob, room=w.room)
+        updated = await make_sentinel(w.ada, room=w.room, event="room:updated")
+        elsewhere = await make_sentinel(w.bob, room=other)
+        for ws, sentinels in (
+            (ada_all, [posted, updated]), (ada_new, [posted]), (cy_messages, [posted]),
+            (bob_room_only, [updated]), (bob_other_room, [elsewhere]), (cy_unsubscribed, [elsewhere]),
+        ):
+            for sentinel in sentinels:
+                await ws.assert_next_is(sentinel)
 
 
 async def test_a_connection_without_subscriptions_gets_nothing(w):
@@ -180,7 +177,8 @@ async def test_a_connection_without_subscriptions_gets_nothing(w):
         await sync(factories.make_message)(w.ada, room=w.room)
         await sync(room_services.room_update)(room=w.room, topic="changed")
         await sync(factories.make_message)(w.ada, conversation=w.conversation)
-        await ws.assert_silent()
+        await ws.subscribe(w.channel)  # only now, to see the sentinel
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_events_of_other_channels_are_not_delivered(w):
@@ -188,7 +186,7 @@ async def test_events_of_other_channels_are_not_delivered(w):
     async with connected(w.key(w.ada)) as ws:
         await ws.subscribe(f"room:{other.pk}")
         await sync(factories.make_message)(w.ada, room=w.room)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=other)
 
 
 async def test_conversation_message_reaches_both_participants(w):
@@ -201,8 +199,9 @@ async def test_conversation_message_reaches_both_participants(w):
         assert expected["data"]["conversation_id"] == f"conv_{w.conversation.pk}"
         assert await ada.receive() == expected
         assert await bob.receive() == expected
-        await ada.assert_silent()
-        await bob.assert_silent()
+        sentinel = await make_sentinel(w.ada, conversation=w.conversation)
+        await ada.assert_next_is(sentinel)
+        await bob.assert_next_is(sentinel)
 
 
 async def test_rolled_back_change_delivers_nothing(w):
@@ -216,7 +215,7 @@ async def test_rolled_back_change_delivers_nothing(w):
     async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(w.channel)
         await sync(post_and_fail)()
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 # --- the frame is the layer's frame ----------------------------------------------------------
@@ -243,7 +242,7 @@ async def test_orm_changes_arrive_as_the_frame_the_layer_carries(w):
                 carried = await asyncio.wait_for(layer.layer.receive(layer.name), FRAME_TIMEOUT)
             assert carried["event"] == expected_type
             assert await ws.receive_text() == carried["text"]  # the published text, byte for byte
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_orm_message_frame_is_the_rest_shape(w):
@@ -260,7 +259,7 @@ def presence_frame(user: User, status: str) -> dict:
     return {
         "type": f"user:{status}",
         "channel": f"user:{user.pk}",
-        "data": {"user_id": f"user_{user.pk}", "status": status, "timestamp": ISO_TIMESTAMP},
+        "data": {"user_id": f"user_{user.pk}", "status": status, "timestamp": TIMESTAMP},
     }
 
 

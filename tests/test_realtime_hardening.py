@@ -26,8 +26,8 @@ from realtime.layers import EmbeddedChannelLayer
 from rooms import services as room_services
 from rooms.models import Membership, Room
 from tests import factories
-from tests.realtime_client import connected, error, opened, sync
-from tests.support import POSITION
+from tests.realtime_client import connected, opened, sync
+from tests.support import POSITION, error_frame
 from users.models import ApiKey, User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -140,7 +140,7 @@ async def test_a_removal_between_the_access_check_and_the_subscription_never_lea
             assert reply == {"type": "subscribed", "channel": private, "event": "message", **POSITION, "ref": "p"}
             assert await ws.receive() == {"type": "unsubscribed", "channel": private, "reason": "access_revoked"}
         else:  # the access change arrived during the check: checked again, refused
-            assert reply == error("FORBIDDEN", "p")
+            assert reply == error_frame("FORBIDDEN", "p")
         await sync(factories.make_message)(w.ada, room=w.private, content="members only")
         await sync(factories.make_message)(w.ada, room=w.other, content="sentinel")
         assert await next_message_content(ws) == "sentinel"
@@ -158,7 +158,7 @@ async def test_a_demoted_staff_user_cannot_subscribe_to_private_rooms_on_an_open
         await ws.subscribe(channel, "message")
         await sync(User.objects.filter(pk=w.root.pk).update)(is_staff=False)
         await ws.request({"type": "unsubscribe", "channel": channel})
-        assert await ws.request({"type": "subscribe", "channel": channel, "ref": "again"}) == error("FORBIDDEN", "again")
+        assert await ws.request({"type": "subscribe", "channel": channel, "ref": "again"}) == error_frame("FORBIDDEN", "again")
 
 
 # --- credentials re-validated --------------------------------------------------------------------
@@ -167,7 +167,7 @@ async def test_a_demoted_staff_user_cannot_subscribe_to_private_rooms_on_an_open
 async def revalidated_close(ws) -> int:  # type: ignore[no-untyped-def]
     """Run one re-validation round; the connection must get UNAUTHORIZED and close 4001."""
     await existing_hub()._revalidate()
-    assert await ws.receive() == error("UNAUTHORIZED")
+    assert await ws.receive() == error_frame("UNAUTHORIZED")
     return await ws.close_code()
 
 
@@ -243,4 +243,4 @@ async def test_re_validation_runs_by_itself(w, settings):
         await sync(User.objects.filter(pk=w.bob.pk).update)(is_active=False)
         deadline = time.monotonic() + 5
         frame = await ws.communicator.receive_json_from(timeout=deadline - time.monotonic())
-        assert frame == error("UNAUTHORIZED")
+        assert frame == error_frame("UNAUTHORIZED")

@@ -4,7 +4,6 @@ Every expectation is an exact frame with an exact position: offsets and epochs a
 the first connection received (or from the log), never matched loosely.
 """
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,15 +13,12 @@ from realtime.models import Stream, StreamEvent
 from rooms import services as room_services
 from rooms.models import Conversation, Membership, Message, Room
 from tests import factories
-from tests.realtime_client import ISO_TIMESTAMP, connected, error, sync
+from tests.realtime_client import connected, sync
+from tests.support import TIMESTAMP, error_frame, iso
 from users import services as user_services
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -85,7 +81,7 @@ def deleted_frame(room: Room, message_id: int, author: User, offset: int, epoch:
         "channel": f"room:{room.pk}",
         "offset": offset,
         "epoch": epoch,
-        "data": {"id": f"msg_{message_id}", "room_id": f"room_{room.pk}", "user_id": f"user_{author.pk}", "deleted_at": ISO_TIMESTAMP},
+        "data": {"id": f"msg_{message_id}", "room_id": f"room_{room.pk}", "user_id": f"user_{author.pk}", "deleted_at": TIMESTAMP},
     }
 
 
@@ -258,7 +254,7 @@ async def test_unrecoverable_since_answers_the_current_position_and_replays_noth
 async def test_a_malformed_since_is_invalid_frame_and_subscribes_nothing(w, since):
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request({"type": "subscribe", "channel": w.channel, "since": since, "ref": "bad"})
-        assert reply == error("INVALID_FRAME", "bad")
+        assert reply == error_frame("INVALID_FRAME", "bad")
         assert await ws.request({"type": "list_subscriptions", "ref": "l"}) == {"type": "subscriptions", "subscriptions": [], "ref": "l"}
         await ws.assert_silent()
 
@@ -267,7 +263,7 @@ async def test_since_on_unsubscribe_is_invalid_frame(w):
     async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(w.channel)
         frame = {"type": "unsubscribe", "channel": w.channel, "since": {"offset": 1, "epoch": "e"}, "ref": "u"}
-        assert await ws.request(frame) == error("INVALID_FRAME", "u")
+        assert await ws.request(frame) == error_frame("INVALID_FRAME", "u")
         reply = await ws.request({"type": "list_subscriptions", "ref": "l"})
         assert reply == {"type": "subscriptions", "subscriptions": [{"channel": w.channel, "events": ["*"]}], "ref": "l"}
 
@@ -330,7 +326,7 @@ async def test_a_user_removed_from_a_private_room_recovers_nothing(w):
 
     await sync(while_away)()
     async with connected(w.key(w.bob)) as ws:
-        assert await ws.request(since_frame(channel, offset, epoch)) == error("FORBIDDEN", "r")
+        assert await ws.request(since_frame(channel, offset, epoch)) == error_frame("FORBIDDEN", "r")
         await ws.assert_silent()
         assert await ws.request({"type": "list_subscriptions", "ref": "l"}) == {"type": "subscriptions", "subscriptions": [], "ref": "l"}
 

@@ -12,8 +12,8 @@ import pytest
 from rooms import services as room_services
 from rooms.models import Membership, Room
 from tests import factories
-from tests.realtime_client import ISO_TIMESTAMP, connected, error, sync
-from tests.support import EPOCH, OFFSET, POSITION
+from tests.realtime_client import connected, sync
+from tests.support import EPOCH, OFFSET, POSITION, TIMESTAMP, error_frame
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,7 +48,7 @@ async def w() -> World:
 
 
 def presence(user: User, status: str, channel: str) -> dict:
-    return {"type": f"user:{status}", "channel": channel, "data": {"user_id": f"user_{user.pk}", "status": status, "timestamp": ISO_TIMESTAMP}}
+    return {"type": f"user:{status}", "channel": channel, "data": {"user_id": f"user_{user.pk}", "status": status, "timestamp": TIMESTAMP}}
 
 
 async def watch(ws, w: World) -> dict:  # type: ignore[no-untyped-def]
@@ -108,7 +108,7 @@ async def test_a_members_profile_change_is_user_updated_on_the_room_with_its_pos
         frame = await dee.receive()
         assert frame == {
             "type": "user:updated", "channel": w.channel, "offset": OFFSET, "epoch": EPOCH,
-            "data": {"user_id": f"user_{w.bob.pk}", "status": "offline", "timestamp": ISO_TIMESTAMP,
+            "data": {"user_id": f"user_{w.bob.pk}", "status": "offline", "timestamp": TIMESTAMP,
                      "username": "bob", "display_name": "Robert", "avatar_url": "", "last_seen_at": None},
         }
 
@@ -134,4 +134,4 @@ async def test_exact_presence_types_filter_the_rooms_activity(w):
 async def test_only_those_who_may_see_a_private_room_may_watch_its_activity(w):
     channel = f"room:{w.private.pk}"
     async with connected(w.keys["cy"]) as cy:
-        assert await cy.request({"type": "subscribe", "channel": channel, "event": "activity", "ref": "x"}) == error("FORBIDDEN", "x")
+        assert await cy.request({"type": "subscribe", "channel": channel, "event": "activity", "ref": "x"}) == error_frame("FORBIDDEN", "x")
