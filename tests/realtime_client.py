@@ -4,6 +4,7 @@
 socket at the end, so that no consumer task outlives its test. `opened(...)` does the same for
 handshakes a test wants to watch from the very first message.
 """
+import itertools
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ PATH = "/v1/realtime"
 FRAME_TIMEOUT = 2.0  # for frames that must arrive
 SILENCE_SECONDS = 0.3  # for proving that nothing arrives, where no sentinel can
 SENTINEL = "sentinel"
+_sentinel_rooms = itertools.count(1)
 
 sync = database_sync_to_async
 
@@ -103,6 +105,14 @@ class Socket:
     async def assert_next_is_sentinel(self, author: Any, **where: Any) -> None:
         """Nothing arrived before now, proved without waiting (see `make_sentinel`)."""
         await self.assert_next_is(await make_sentinel(author, **where))
+
+    async def assert_next_is_sentinel_elsewhere(self, owner: Any) -> None:
+        """Nothing arrived before now, for a socket that follows no channel a sentinel could use
+        (or has lost access to it): it subscribes to a new public room of `owner` and gets that
+        room's sentinel as its very next frame."""
+        room = await sync(factories.make_room)(owner, f"{SENTINEL} {next(_sentinel_rooms)}")
+        await self.subscribe(f"room:{room.pk}")
+        await self.assert_next_is_sentinel(owner, room=room)
 
     async def assert_silent(self) -> None:
         """Nothing arrives for SILENCE_SECONDS: only where no sentinel event can prove it (tests/support.py)."""

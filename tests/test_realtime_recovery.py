@@ -122,7 +122,7 @@ async def test_a_reconnecting_client_gets_exactly_what_it_missed_in_order_then_l
         first = await sync(factories.make_message)(w.ada, room=w.room, content="before")
         seen = await ws.receive()
         assert seen == await sync(message_frame)(first, start + 1, epoch)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel_elsewhere(w.ada)  # elsewhere: this stream's offsets are counted below
 
     def while_away() -> list[dict[str, Any]]:
         second = factories.make_message(w.bob, room=w.room, content="second")
@@ -144,14 +144,14 @@ async def test_a_reconnecting_client_gets_exactly_what_it_missed_in_order_then_l
         assert [await ws.receive() for _ in missed] == missed
         live = await sync(factories.make_message)(w.ada, room=w.room, content="live")
         assert await ws.receive() == await sync(message_frame)(live, start + 6, epoch)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_since_the_current_head_recovers_nothing_and_carries_on(w):
     offset, epoch = await first_position(w)
     async with connected(w.key(w.bob)) as ws:
         assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed(w.channel, offset, epoch, ref="r", recovered=True)
-        await ws.assert_silent()
+        # The next event, asserted exactly, proves that nothing was replayed before it.
         message = await sync(factories.make_message)(w.ada, room=w.room)
         assert await ws.receive() == await sync(message_frame)(message, offset + 1, epoch)
 
@@ -168,7 +168,7 @@ async def test_a_stream_without_events_has_offset_0_and_an_epoch_to_recover_from
         assert await ws.request(since_frame(channel, 0, epoch)) == subscribed(channel, 1, epoch, ref="r", recovered=True)
         frame = await ws.receive()
         assert (frame["type"], frame["offset"], frame["epoch"], frame["data"]["content"]) == ("message:new", 1, epoch, "psst")
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, conversation=w.conversation)
 
 
 async def test_exactly_the_maximum_number_of_missed_events_is_recovered(w, settings):
@@ -180,7 +180,7 @@ async def test_exactly_the_maximum_number_of_missed_events_is_recovered(w, setti
         assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed(w.channel, offset + 3, epoch, ref="r", recovered=True)
         replayed = [await ws.receive() for _ in range(3)]
         assert [(f["offset"], f["data"]["content"]) for f in replayed] == [(offset + 1, "m0"), (offset + 2, "m1"), (offset + 3, "m2")]
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 # --- when the server cannot recover ------------------------------------------------------------
@@ -220,11 +220,11 @@ async def test_unrecoverable_since_answers_the_current_position_and_replays_noth
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request({"type": "subscribe", "channel": w.channel, "since": since, "ref": "r"})
         assert reply == subscribed(w.channel, now.offset, epoch, ref="r", recovered=False)
-        await ws.assert_silent()
-        # The client carries on from the position it was given: the next event follows it.
+        # The client carries on from the position it was given: the next event follows it (and,
+        # asserted exactly, proves that nothing was replayed before it).
         message = await sync(factories.make_message)(w.ada, room=w.room, content="next")
         assert await ws.receive() == await sync(message_frame)(message, now.offset + 1, epoch)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 @pytest.mark.parametrize(
@@ -256,7 +256,7 @@ async def test_a_malformed_since_is_invalid_frame_and_subscribes_nothing(w, sinc
         reply = await ws.request({"type": "subscribe", "channel": w.channel, "since": since, "ref": "bad"})
         assert reply == error_frame("INVALID_FRAME", "bad")
         assert await ws.request({"type": "list_subscriptions", "ref": "l"}) == {"type": "subscriptions", "subscriptions": [], "ref": "l"}
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel_elsewhere(w.ada)
 
 
 async def test_since_on_unsubscribe_is_invalid_frame(w):
@@ -296,7 +296,7 @@ async def test_replay_honours_the_filter(w):
         reply = await ws.request(since_frame(w.channel, offset, epoch, event="message:deleted"))
         assert reply == subscribed(w.channel, offset + 6, epoch, event="message:deleted", ref="r", recovered=True)
         assert [await ws.receive(), await ws.receive()] == deletions
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room, event="message:deleted")
 
 
 async def test_a_second_filter_replays_only_what_the_first_did_not_deliver(w):
@@ -307,11 +307,11 @@ async def test_a_second_filter_replays_only_what_the_first_did_not_deliver(w):
         assert await ws.receive() == await sync(message_frame)(message, offset + 1, epoch)
         message_id = message.pk
         await sync(room_services.message_delete)(message=message)  # offset + 2: not delivered (filter)
-        await ws.assert_silent()
+        await ws.assert_silent()  # no sentinel: one would shift the offsets this test recovers
         reply = await ws.request(since_frame(w.channel, offset, epoch, event="message"))
         assert reply == subscribed(w.channel, offset + 2, epoch, event="message", ref="r", recovered=True)
         assert await ws.receive() == deleted_frame(w.room, message_id, w.ada, offset + 2, epoch)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_a_user_removed_from_a_private_room_recovers_nothing(w):
@@ -327,8 +327,8 @@ async def test_a_user_removed_from_a_private_room_recovers_nothing(w):
     await sync(while_away)()
     async with connected(w.key(w.bob)) as ws:
         assert await ws.request(since_frame(channel, offset, epoch)) == error_frame("FORBIDDEN", "r")
-        await ws.assert_silent()
         assert await ws.request({"type": "list_subscriptions", "ref": "l"}) == {"type": "subscriptions", "subscriptions": [], "ref": "l"}
+        await ws.assert_next_is_sentinel_elsewhere(w.ada)
 
 
 async def test_replay_on_someone_elses_user_channel_gives_their_activity_never_their_room_feed(w):
@@ -350,14 +350,14 @@ async def test_replay_on_someone_elses_user_channel_gives_their_activity_never_t
         frame = await ws.receive()
         assert (frame["type"], frame["channel"], frame["offset"], frame["epoch"]) == ("user:updated", channel, offset + 2, epoch)
         assert frame["data"]["display_name"] == "Ada L."
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel_elsewhere(w.bob)  # not ada: her new room would be on this feed
     async with connected(w.key(w.ada)) as ws:  # ada herself recovers both
         reply = await ws.request(since_frame(channel, offset, epoch))
         assert reply == subscribed(channel, offset + 2, epoch, ref="r", recovered=True) | {"presence": {"status": "online", "last_seen_at": None}}
         assert [(f["type"], f["offset"]) for f in [await ws.receive(), await ws.receive()]] == [
             ("room:created", offset + 1), ("user:updated", offset + 2),
         ]
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel_elsewhere(w.bob)  # not ada: her new room would be on this feed
 
 
 def _wipe_the_log() -> None:
@@ -374,8 +374,8 @@ async def test_a_reset_stream_starts_again_at_1_under_a_new_epoch_for_live_and_r
         new_epoch = (await sync(head)(w.channel)).epoch
         assert new_epoch != epoch
         assert await ws.receive() == await sync(message_frame)(message, 1, new_epoch)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel_elsewhere(w.ada)  # elsewhere: this stream's head is checked below
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request(since_frame(w.channel, offset, epoch))
         assert reply == subscribed(w.channel, 1, new_epoch, ref="r", recovered=False)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
