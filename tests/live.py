@@ -5,6 +5,7 @@ when REDIS_URL is set, Redis. Tests talk to it only as clients do: real HTTP and
 client (`websockets`). Every server is stopped, its whole process group, when its fixture ends.
 """
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -27,7 +28,8 @@ from tests.asyncapi import check_client_frame, check_server_frame
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
 RECV_TIMEOUT = 5.0
-SILENCE_SECONDS = 0.3  # for proving that nothing arrives
+SILENCE_SECONDS = 0.3  # for proving that nothing arrives, where no sentinel can
+_sentinel_rooms = itertools.count(1)
 
 
 def free_port() -> int:
@@ -147,6 +149,34 @@ async def assert_silent(ws: ClientConnection, seconds: float = SILENCE_SECONDS) 
     except asyncio.TimeoutError:
         return
     raise AssertionError(f"unexpected frame: {frame}")
+
+
+async def assert_next_is_sentinel_elsewhere(
+    server: LiveServer, key: str, *sockets: ClientConnection, room: int | None = None
+) -> None:
+    """Prove that nothing arrived on `sockets` before now, without waiting: every socket subscribes
+    to a public room (the `subscribed` reply must be next), the owner of `key` posts there and the
+    message must be each socket's very next frame. A server's hub hands a socket what it publishes
+    in order, so anything sent to the socket earlier would come first. The room is `room` (a public
+    room `key` may post in) or else a new one of `key`'s owner (whose own feed gets a room:created:
+    pass `room` when a socket follows that feed)."""
+    created = None
+    if room is None:
+        status, created = await server.arequest("POST", "/v1/rooms", key, {"name": f"sentinel {next(_sentinel_rooms)}"})
+        assert status == 201, created
+        room = int(created["id"].removeprefix("room_"))
+    channel = f"room:{room}"
+    for ws in sockets:
+        reply = await request_reply(ws, {"type": "subscribe", "channel": channel, "ref": "sentinel"})
+        assert reply["type"] == "subscribed", f"expected the sentinel room's subscribed, got {reply}"
+    status, message = await server.arequest("POST", f"/v1/rooms/{room}/messages", key, {"content": "sentinel"})
+    assert status == 201, message
+    for ws in sockets:
+        frame = await recv_json(ws)
+        assert (frame["type"], frame["data"].get("id")) == ("message:new", message["id"]), f"expected the sentinel, got {frame}"
+        if created is not None:  # leave the socket's subscriptions as they were
+            reply = await request_reply(ws, {"type": "unsubscribe", "channel": channel, "ref": "sentinel"})
+            assert reply == {"type": "unsubscribed", "channel": channel, "ref": "sentinel"}, reply
 
 
 async def send_json(ws: ClientConnection, frame: Any) -> None:

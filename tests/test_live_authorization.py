@@ -9,7 +9,7 @@ from django.utils import timezone
 from websockets.asyncio.client import connect
 
 from tests import factories
-from tests.live import Browser, assert_silent, open_ready, recv_close, recv_json, subscribe
+from tests.live import Browser, assert_next_is_sentinel_elsewhere, open_ready, recv_close, recv_json, subscribe
 from users import services as user_services
 from tests.support import POSITION, TEXT, error_frame
 
@@ -102,8 +102,7 @@ async def test_subscription_matrix(server, people):
             # Everyone may subscribe to their own room feed.
             own = f"user:{getattr(people, who).pk}"
             assert await subscribe(ws, own, "room", ref="own") == subscribed(own, "room", "own")
-        for ws in sockets.values():
-            await assert_silent(ws, 0.1)
+        await assert_next_is_sentinel_elsewhere(server, people.keys["member"], *sockets.values(), room=people.public.pk)
 
 
 async def test_private_room_and_dm_messages_reach_only_those_allowed(server, people):
@@ -140,8 +139,7 @@ async def test_private_room_and_dm_messages_reach_only_those_allowed(server, peo
         assert await subscribe(ws["outsider"], f"room:{people.public.pk}", ref="pub") == subscribed(f"room:{people.public.pk}", "*", "pub")
         status, public_message = await server.arequest("POST", f"/v1/rooms/{people.public.pk}/messages", people.keys["member"], {"content": "hi all"})
         assert await recv_json(ws["outsider"]) == {"type": "message:new", "channel": f"room:{people.public.pk}", **POSITION, "data": public_message}
-        for socket in ws.values():
-            await assert_silent(socket)
+        await assert_next_is_sentinel_elsewhere(server, people.keys["member"], *ws.values(), room=people.public.pk)
 
 
 # --- handshake ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests import factories
-from tests.live import Browser, assert_silent, open_ready, recv_json, request_reply, subscribe
+from tests.live import Browser, assert_next_is_sentinel_elsewhere, assert_silent, open_ready, recv_json, request_reply, subscribe
 from tests.support import POSITION, TIMESTAMP, room_updated_data
 
 ROOT_PASSWORD = "correct horse battery staple 42"
@@ -69,8 +69,7 @@ async def test_room_message_new_updated_deleted_over_rest(server, world):
         expected = {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "room_id")}
         assert frames == [expected, expected]
         assert frames[0]["data"]["deleted_at"] == frames[1]["data"]["deleted_at"]  # one event, encoded once
-        for ws in (ada, bob):
-            await assert_silent(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada, bob)
 
 
 async def test_conversation_message_events_over_rest(server, world):
@@ -98,7 +97,7 @@ async def test_conversation_message_events_over_rest(server, world):
         assert status == 204
         for ws in (ada, bob):
             assert await recv_json(ws) == {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "conversation_id")}
-            await assert_silent(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada, bob)
 
 
 async def test_message_edit_and_delete_through_the_admin(server, world):
@@ -128,7 +127,7 @@ async def test_message_edit_and_delete_through_the_admin(server, world):
         assert (status, final_path) == (200, "/admin/rooms/message/"), body[:3000]
         assert await recv_json(ada) == {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "room_id")}
         assert (await server.arequest("GET", f"/v1/messages/{created['id']}", world.ada_key))[0] == 404
-        await assert_silent(ada)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada)
 
 
 async def test_room_updated_on_patch(server, world):
@@ -146,7 +145,7 @@ async def test_room_updated_on_patch(server, world):
         assert (body["topic"], body["name"], body["member_count"]) == ("Retro computing", "retro", 2)
         for ws in (ada, bob, cy):
             assert await recv_json(ws) == {"type": "room:updated", "channel": channel, **POSITION, "data": room_updated_data(body)}
-            await assert_silent(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada, bob, cy)
 
 
 async def test_room_deleted_once_then_unsubscribed(server, world):
@@ -170,8 +169,7 @@ async def test_room_deleted_once_then_unsubscribed(server, world):
         assert await recv_json(bob_feed) == {
             "type": "room:deleted", "channel": f"user:{world.bob.pk}", **POSITION, "data": {"id": room_id, "reason": "deleted"}
         }
-        for ws in (ada, cy, bob_feed):
-            await assert_silent(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada, cy, bob_feed)
         assert await request_reply(ada, {"type": "list_subscriptions", "ref": "l"}) == {"type": "subscriptions", "subscriptions": [], "ref": "l"}
 
 
@@ -218,8 +216,7 @@ async def test_room_created_and_deleted_on_the_users_own_feed(server, world):
         assert await recv_json(cy_feed) == {
             "type": "room:deleted", "channel": cy_feed_channel, **POSITION, "data": {"id": f"room_{private.pk}", "reason": "removed"}
         }
-        for ws in (cy_feed, ada):
-            await assert_silent(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, cy_feed, ada)
 
 
 async def test_user_updated_reaches_subscribers_of_the_user(server, world):
@@ -243,7 +240,7 @@ async def test_user_updated_reaches_subscribers_of_the_user(server, world):
         # Saving the same profile again is not a change.
         status, _ = await server.arequest("PATCH", "/v1/users/me", world.bob_key, {"display_name": "Bobby Tables"})
         assert status == 200
-        await assert_silent(cy, 0.5)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, cy)
 
 
 async def test_online_on_first_socket_offline_after_last(server, world):
@@ -307,8 +304,7 @@ async def test_filters_select_what_a_socket_receives(server, world):
         assert [await recv_json(overlapping) for _ in all_events] == all_events
         assert await recv_json(deletions) == all_events[2]
         assert await recv_json(room_only) == all_events[3]
-        for ws in (deletions, everything, room_only, overlapping):
-            await assert_silent(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, deletions, everything, room_only, overlapping)
 
         # Dropping one filter keeps the others; dropping the channel stops delivery.
         assert await request_reply(overlapping, {"type": "unsubscribe", "channel": channel, "event": "*", "ref": "u"}) == {
@@ -320,7 +316,7 @@ async def test_filters_select_what_a_socket_receives(server, world):
         status, second = await server.arequest("POST", f"/v1/rooms/{world.room.pk}/messages", world.bob_key, {"content": "three"})
         assert await recv_json(overlapping) == {"type": "message:new", "channel": channel, **POSITION, "data": second}
         status, quiet = await server.arequest("PATCH", f"/v1/rooms/{world.room.pk}", world.ada_key, {"topic": "quiet"})
-        await assert_silent(overlapping)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, overlapping)
         assert await request_reply(overlapping, {"type": "unsubscribe", "channel": channel, "ref": "u2"}) == {
             "type": "unsubscribed", "channel": channel, "ref": "u2"
         }
@@ -330,4 +326,4 @@ async def test_filters_select_what_a_socket_receives(server, world):
             {"type": "room:updated", "channel": channel, **POSITION, "data": room_updated_data(quiet)},
             {"type": "message:new", "channel": channel, **POSITION, "data": fourth},
         ]
-        await assert_silent(overlapping)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, overlapping)
