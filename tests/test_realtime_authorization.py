@@ -3,15 +3,15 @@
 The cast: ada owns a public and a private room, bob is a member of both and talks with ada in a
 conversation, cy is an outsider and root is staff (not a member of anything).
 """
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
 from rooms import services as room_services
-from rooms.models import Conversation, Membership, Room
+from rooms.models import Membership, Room
 from tests import factories
+from tests.worlds import Cast, cast
 from tests.realtime_client import connected, sync
 from tests.support import POSITION, error_frame
 from users import services as user_services
@@ -20,43 +20,13 @@ from users.models import ApiKey, User
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@dataclass
-class World:
-    ada: User  # owner of both rooms
-    bob: User  # member of both rooms, in a conversation with ada
-    cy: User  # outsider
-    root: User  # staff
-    public: Room
-    private: Room
-    conversation: Conversation
-    keys: dict[str, str]
-
-    def key(self, name: str) -> str:
-        return self.keys[name]
-
-    def user(self, name: str) -> User:
-        return getattr(self, name)
-
-
-def _build() -> World:
-    ada = factories.make_user("ada")
-    bob = factories.make_user("bob")
-    cy = factories.make_user("cy")
-    root = factories.make_user("root", is_staff=True)
-    public = factories.make_room(ada, "lobby", members=(bob,))
-    private = factories.make_room(ada, "secret", is_private=True, members=(bob,))
-    conversation = factories.make_conversation(ada, bob)
-    keys = {user.username: factories.make_key(user) for user in (ada, bob, cy, root)}
-    return World(ada=ada, bob=bob, cy=cy, root=root, public=public, private=private, conversation=conversation, keys=keys)
-
-
 @pytest.fixture
-async def w() -> World:
-    return await sync(_build)()
+async def w() -> Cast:
+    return await sync(cast)()
 
 
-async def subscribe(w: World, who: str, channel: str, event: str | None = None) -> dict:
-    async with connected(w.key(who)) as ws:
+async def subscribe(w: Cast, who: str, channel: str, event: str | None = None) -> dict:
+    async with connected(w.key(w.user(who))) as ws:
         frame = {"type": "subscribe", "channel": channel, "ref": "s"}
         if event is not None:
             frame["event"] = event
@@ -73,7 +43,7 @@ def subscribed(channel: str, event: str = "*", **extra: object) -> dict:
 @pytest.mark.parametrize("who", ["ada", "bob", "cy", "root"], ids=["owner", "member", "outsider", "staff"])
 @pytest.mark.parametrize("event", [None, "message", "room", "message:new", "room:deleted"])
 async def test_anyone_may_subscribe_to_a_public_room(w, who, event):
-    channel = f"room:{w.public.pk}"
+    channel = f"room:{w.room.pk}"
     assert await subscribe(w, who, channel, event) == subscribed(channel, event or "*")
 
 
@@ -91,7 +61,7 @@ async def test_outsider_may_not_subscribe_to_a_private_room(w, event):
 
 async def test_forbidden_subscription_is_not_kept(w):
     channel = f"room:{w.private.pk}"
-    async with connected(w.key("cy")) as ws:
+    async with connected(w.key(w.cy)) as ws:
         assert await ws.request({"type": "subscribe", "channel": channel}) == error_frame("FORBIDDEN")
         assert await ws.request({"type": "list_subscriptions"}) == {"type": "subscriptions", "subscriptions": []}
         await sync(factories.make_message)(w.ada, room=w.private, content="members only")
@@ -100,7 +70,7 @@ async def test_forbidden_subscription_is_not_kept(w):
 
 async def test_access_is_checked_at_each_subscribe(w):
     channel = f"room:{w.private.pk}"
-    async with connected(w.key("cy")) as ws:
+    async with connected(w.key(w.cy)) as ws:
         assert await ws.request({"type": "subscribe", "channel": channel}) == error_frame("FORBIDDEN")
         await sync(room_services.membership_add)(room=w.private, user=w.cy)
         assert await ws.request({"type": "subscribe", "channel": channel}) == {
@@ -116,8 +86,8 @@ async def test_channel_of_something_that_does_not_exist_is_channel_not_found(w, 
 
 
 async def test_deleted_room_is_channel_not_found(w):
-    room_id = w.public.pk
-    await sync(room_services.room_delete)(room=w.public)
+    room_id = w.room.pk
+    await sync(room_services.room_delete)(room=w.room)
     assert await subscribe(w, "root", f"room:{room_id}") == error_frame("CHANNEL_NOT_FOUND", "s")
 
 
@@ -174,7 +144,7 @@ async def test_star_on_another_users_feed_is_allowed(w):
 
 async def test_star_on_another_users_feed_delivers_activity_only(w):
     channel = f"user:{w.bob.pk}"
-    async with connected(w.key("cy")) as ws:
+    async with connected(w.key(w.cy)) as ws:
         await ws.subscribe(channel, "*")
         room = await sync(factories.make_room)(w.ada, "new")
         await sync(room_services.membership_add)(room=room, user=w.bob)  # room:created on bob's feed
@@ -186,7 +156,7 @@ async def test_star_on_another_users_feed_delivers_activity_only(w):
 
 async def test_star_on_ones_own_feed_includes_the_room_feed(w):
     channel = f"user:{w.bob.pk}"
-    async with connected(w.key("bob")) as ws:
+    async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(channel, "*")
         room = await sync(factories.make_room)(w.ada, "new")
         await sync(room_services.membership_add)(room=room, user=w.bob)
@@ -201,7 +171,7 @@ async def test_own_feed_with_star_shows_oneself_online(w):
 
 async def test_presence_in_the_reply_shows_an_online_user(w):
     channel = f"user:{w.bob.pk}"
-    async with connected(w.key("bob")):
+    async with connected(w.key(w.bob)):
         assert await subscribe(w, "cy", channel, "activity") == subscribed(
             channel, "activity", presence={"status": "online", "last_seen_at": None}
         )
@@ -243,7 +213,7 @@ def channel_deleted(channel: str) -> dict:
 
 async def test_member_removed_from_a_private_room_loses_the_subscription(w):
     channel = f"room:{w.private.pk}"
-    async with connected(w.key("bob")) as ws:
+    async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(channel, "message")
         await sync(_remove)(w.private, w.bob)
         assert await ws.receive() == access_revoked(channel)
@@ -254,7 +224,7 @@ async def test_member_removed_from_a_private_room_loses_the_subscription(w):
 
 async def test_removed_member_gets_no_event_of_the_private_room_once_removed(w):
     channel = f"room:{w.private.pk}"
-    async with connected(w.key("bob")) as ws:
+    async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(channel)
         await sync(_remove_then_post)(w.private, w.bob, w.ada)  # room:updated, then message:new
         assert await ws.receive() == access_revoked(channel)
@@ -263,7 +233,7 @@ async def test_removed_member_gets_no_event_of_the_private_room_once_removed(w):
 
 async def test_other_members_keep_the_private_room_when_one_is_removed(w):
     channel = f"room:{w.private.pk}"
-    async with connected(w.key("ada")) as ws:
+    async with connected(w.key(w.ada)) as ws:
         await ws.subscribe(channel, "message")
         await sync(_remove_then_post)(w.private, w.bob, w.ada)
         event = await ws.receive()
@@ -274,7 +244,7 @@ async def test_other_members_keep_the_private_room_when_one_is_removed(w):
 async def test_staff_removed_from_a_private_room_keep_watching_it(w):
     channel = f"room:{w.private.pk}"
     await sync(room_services.membership_add)(room=w.private, user=w.root)
-    async with connected(w.key("root")) as ws:
+    async with connected(w.key(w.root)) as ws:
         await ws.subscribe(channel, "message")
         await sync(_remove_then_post)(w.private, w.root, w.ada)
         assert (await ws.receive())["type"] == "message:new"
@@ -282,13 +252,13 @@ async def test_staff_removed_from_a_private_room_keep_watching_it(w):
 
 
 async def test_member_removed_from_a_public_room_keeps_the_subscription(w):
-    channel = f"room:{w.public.pk}"
-    async with connected(w.key("bob")) as ws:
+    channel = f"room:{w.room.pk}"
+    async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(channel, "message")
-        await sync(_remove_then_post)(w.public, w.bob, w.ada)
+        await sync(_remove_then_post)(w.room, w.bob, w.ada)
         event = await ws.receive()
         assert (event["type"], event["channel"]) == ("message:new", channel)
-        await ws.assert_next_is_sentinel(w.ada, room=w.public)
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 def _make_private_with_the_orm(room_id: int, *, deferred: bool) -> None:
@@ -307,12 +277,12 @@ MAKE_PRIVATE = {
 
 @pytest.mark.parametrize("make_private", MAKE_PRIVATE.values(), ids=MAKE_PRIVATE.keys())
 async def test_room_made_private_revokes_non_members_watching_it(w, make_private):
-    channel = f"room:{w.public.pk}"
-    async with connected(w.key("cy")) as ws:
+    channel = f"room:{w.room.pk}"
+    async with connected(w.key(w.cy)) as ws:
         await ws.subscribe(channel)
-        await sync(make_private)(w.public)
+        await sync(make_private)(w.room)
         assert await ws.receive() == access_revoked(channel)
-        await sync(factories.make_message)(w.ada, room=w.public, content="members only now")
+        await sync(factories.make_message)(w.ada, room=w.room, content="members only now")
         await ws.assert_next_is_sentinel_elsewhere(w.ada)
 
 
@@ -324,25 +294,25 @@ def _make_private_then_post(room: Room, author: User) -> None:
 
 @pytest.mark.parametrize("who", ["ada", "bob", "root"], ids=["owner", "member", "staff"])
 async def test_room_made_private_keeps_members_and_staff_watching_it_with_every_event_in_order(w, who):
-    channel = f"room:{w.public.pk}"
-    async with connected(w.key(who)) as ws:
+    channel = f"room:{w.room.pk}"
+    async with connected(w.key(w.user(who))) as ws:
         await ws.subscribe(channel)
-        await sync(_make_private_then_post)(w.public, w.ada)
+        await sync(_make_private_then_post)(w.room, w.ada)
         event = await ws.receive()
         assert (event["type"], event["data"]["is_private"]) == ("room:updated", True)
         for n in range(3):
             event = await ws.receive()
             assert (event["type"], event["data"]["content"]) == ("message:new", f"members only now {n}")
-        await ws.assert_next_is_sentinel(w.ada, room=w.public)
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_deleted_room_sends_room_deleted_then_channel_deleted(w):
-    channel = f"room:{w.public.pk}"
-    room_id = w.public.pk
-    await sync(factories.make_message)(w.ada, room=w.public, content="soon gone")
-    async with connected(w.key("bob")) as ws:
+    channel = f"room:{w.room.pk}"
+    room_id = w.room.pk
+    await sync(factories.make_message)(w.ada, room=w.room, content="soon gone")
+    async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(channel)
-        await sync(room_services.room_delete)(room=w.public)
+        await sync(room_services.room_delete)(room=w.room)
         assert await ws.receive() == {
             "type": "room:deleted",
             "channel": channel, **POSITION,
@@ -355,7 +325,7 @@ async def test_deleted_room_sends_room_deleted_then_channel_deleted(w):
 
 async def test_deleted_room_without_a_matching_filter_sends_only_channel_deleted(w):
     channel = f"room:{w.private.pk}"
-    async with connected(w.key("bob")) as ws:
+    async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(channel, "message")
         await sync(room_services.room_delete)(room=w.private)
         assert await ws.receive() == channel_deleted(channel)
@@ -364,7 +334,7 @@ async def test_deleted_room_without_a_matching_filter_sends_only_channel_deleted
 
 async def test_deleted_conversation_sends_channel_deleted(w):
     channel = f"conversation:{w.conversation.pk}"
-    async with connected(w.key("ada")) as ws:
+    async with connected(w.key(w.ada)) as ws:
         await ws.subscribe(channel)
         await sync(w.conversation.delete)()
         assert await ws.receive() == channel_deleted(channel)
@@ -380,7 +350,7 @@ async def assert_closed_unauthorized(ws) -> None:  # type: ignore[no-untyped-def
 
 
 async def test_revoking_the_key_closes_its_connections_with_4001(w):
-    async with connected(w.key("bob")) as first, connected(w.key("bob")) as second:
+    async with connected(w.key(w.bob)) as first, connected(w.key(w.bob)) as second:
         key = await sync(ApiKey.objects.get)(user=w.bob)
         await sync(user_services.api_key_revoke)(api_key=key)
         await assert_closed_unauthorized(first)
@@ -388,14 +358,14 @@ async def test_revoking_the_key_closes_its_connections_with_4001(w):
 
 
 async def test_deleting_the_key_closes_its_connections_with_4001(w):
-    async with connected(w.key("bob")) as ws:
+    async with connected(w.key(w.bob)) as ws:
         await sync(ApiKey.objects.filter(user=w.bob).delete)()
         await assert_closed_unauthorized(ws)
 
 
 async def test_another_key_of_the_same_user_stays_connected(w):
     second_key = await sync(factories.make_key)(w.bob, "laptop")
-    async with connected(w.key("bob")) as revoked, connected(second_key) as kept:
+    async with connected(w.key(w.bob)) as revoked, connected(second_key) as kept:
         first = await sync(ApiKey.objects.filter(user=w.bob).order_by("id").first)()
         await sync(user_services.api_key_revoke)(api_key=first)
         await assert_closed_unauthorized(revoked)
@@ -405,7 +375,7 @@ async def test_another_key_of_the_same_user_stays_connected(w):
 
 async def test_deactivating_the_user_closes_every_connection_with_4001(w):
     second_key = await sync(factories.make_key)(w.bob, "laptop")
-    async with connected(w.key("bob")) as first, connected(second_key) as second, connected(w.key("cy")) as bystander:
+    async with connected(w.key(w.bob)) as first, connected(second_key) as second, connected(w.key(w.cy)) as bystander:
         w.bob.is_active = False
         await sync(w.bob.save)()
         await assert_closed_unauthorized(first)
@@ -415,7 +385,7 @@ async def test_deactivating_the_user_closes_every_connection_with_4001(w):
 
 
 async def test_deleting_the_user_closes_their_connections_with_4001(w):
-    async with connected(w.key("cy")) as ws:
+    async with connected(w.key(w.cy)) as ws:
         await sync(w.cy.delete)()
         await assert_closed_unauthorized(ws)
 

@@ -5,13 +5,13 @@ their filters, and with the very frame the channel layer carries. Changes are ma
 makes them (services or the plain ORM, through `database_sync_to_async`), and events go out on commit.
 """
 import asyncio
-from dataclasses import dataclass
 
 import pytest
 
 from rooms import services as room_services
-from rooms.models import Conversation, Message, Room
+from rooms.models import Message, Room
 from tests import factories
+from tests.worlds import Cast, cast
 from tests.layer import LayerListener
 from tests.realtime_client import FRAME_TIMEOUT, bearer, connected, make_sentinel, opened, sync
 from users.models import User
@@ -20,36 +20,9 @@ from tests.support import POSITION, TIMESTAMP, iso
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@dataclass
-class World:
-    ada: User  # owns the room; in a conversation with bob
-    bob: User  # member of the room
-    cy: User  # outsider
-    room: Room  # public
-    conversation: Conversation
-    keys: dict[int, str]
-
-    def key(self, user: User) -> str:
-        return self.keys[user.pk]
-
-    @property
-    def channel(self) -> str:
-        return f"room:{self.room.pk}"
-
-
-def _build() -> World:
-    ada = factories.make_user("ada")
-    bob = factories.make_user("bob")
-    cy = factories.make_user("cy")
-    room = factories.make_room(ada, "general", members=(bob,))
-    conversation = factories.make_conversation(ada, bob)
-    keys = {user.pk: factories.make_key(user) for user in (ada, bob, cy)}
-    return World(ada=ada, bob=bob, cy=cy, room=room, conversation=conversation, keys=keys)
-
-
 @pytest.fixture
-async def w() -> World:
-    return await sync(_build)()
+async def w() -> Cast:
+    return await sync(cast)()
 
 
 def message_frame(message: Message, event_type: str = "message:new") -> dict:

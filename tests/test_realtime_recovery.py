@@ -3,7 +3,6 @@
 Every expectation is an exact frame with an exact position: offsets and epochs are read from what
 the first connection received (or from the log), never matched loosely.
 """
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -11,8 +10,9 @@ import pytest
 from realtime import streams
 from realtime.models import Stream, StreamEvent
 from rooms import services as room_services
-from rooms.models import Conversation, Membership, Message, Room
+from rooms.models import Membership, Message, Room
 from tests import factories
+from tests.worlds import Cast, cast
 from tests.realtime_client import connected, sync
 from tests.support import TIMESTAMP, error_frame, iso
 from users import services as user_services
@@ -21,35 +21,9 @@ from users.models import User
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@dataclass
-class World:
-    ada: User  # owns both rooms
-    bob: User  # member of both rooms
-    cy: User  # member of nothing
-    room: Room  # public
-    private: Room
-    conversation: Conversation
-    keys: dict[int, str]
-
-    def key(self, user: User) -> str:
-        return self.keys[user.pk]
-
-    @property
-    def channel(self) -> str:
-        return f"room:{self.room.pk}"
-
-
-def _build() -> World:
-    ada, bob, cy = factories.make_user("ada"), factories.make_user("bob"), factories.make_user("cy")
-    room = factories.make_room(ada, "general", members=(bob,))
-    private = factories.make_room(ada, "secret", is_private=True, members=(bob,))
-    conversation = factories.make_conversation(ada, bob)
-    return World(ada, bob, cy, room, private, conversation, {u.pk: factories.make_key(u) for u in (ada, bob, cy)})
-
-
 @pytest.fixture
-async def w() -> World:
-    return await sync(_build)()
+async def w() -> Cast:
+    return await sync(cast)()
 
 
 def head(channel: str) -> streams.Position:
@@ -101,7 +75,7 @@ def since_frame(channel: str, offset: Any, epoch: Any, *, event: str | None = No
     return frame
 
 
-async def first_position(w: World, user: User | None = None, channel: str | None = None) -> tuple[int, str]:
+async def first_position(w: Cast, user: User | None = None, channel: str | None = None) -> tuple[int, str]:
     """Subscribe once, as a client does before it goes away: the position `subscribed` gives."""
     channel = channel or w.channel
     async with connected(w.key(user or w.bob)) as ws:
@@ -186,25 +160,25 @@ async def test_exactly_the_maximum_number_of_missed_events_is_recovered(w, setti
 # --- when the server cannot recover ------------------------------------------------------------
 
 
-def _other_epoch(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+def _other_epoch(w: Cast, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
     return {"offset": offset, "epoch": "x" + epoch}
 
 
-def _pruned(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+def _pruned(w: Cast, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
     for n in range(3):
         factories.make_message(w.ada, room=w.room, content=f"m{n}")
     assert streams.prune(history_size=1, ttl_seconds=3600) > 0
     return {"offset": offset, "epoch": epoch}
 
 
-def _too_many_missing(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+def _too_many_missing(w: Cast, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
     settings.RETROCHAT_RECOVERY_MAX_EVENTS = 2
     for n in range(3):
         factories.make_message(w.ada, room=w.room, content=f"m{n}")
     return {"offset": offset, "epoch": epoch}
 
 
-def _ahead(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+def _ahead(w: Cast, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
     factories.make_message(w.ada, room=w.room, content="one")
     return {"offset": offset + 2, "epoch": epoch}
 
