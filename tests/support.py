@@ -80,7 +80,7 @@ def iso(moment: datetime) -> str:
 
 def message_data(message: Any) -> dict[str, Any]:
     """A message as stored now, in the shape REST answers and `message:new`/`message:updated` carry."""
-    message.refresh_from_db()
+    message = type(message).objects.get(pk=message.pk)
     where = (
         {"room_id": f"room_{message.room_id}"} if message.room_id is not None
         else {"conversation_id": f"conv_{message.conversation_id}"}
@@ -94,7 +94,7 @@ def message_data(message: Any) -> dict[str, Any]:
 
 def room_data(room: Any) -> dict[str, Any]:
     """A room as stored now, as REST returns it without the viewer's `is_member`: the data of room:updated."""
-    room.refresh_from_db()
+    room = type(room).objects.get(pk=room.pk)
     return {
         "id": f"room_{room.pk}", "name": room.name, "topic": room.topic, "is_private": room.is_private,
         "created_by": f"user_{room.created_by_id}" if room.created_by_id else None,
@@ -135,11 +135,12 @@ def message_channel(message: Any) -> str:
 def message_frame(message: Any, event_type: str = "message:new", **position: Any) -> dict[str, Any]:
     """The `message:new` / `message:updated` frame of the row as stored now (`position`: `**POSITION`,
     an exact `offset=`/`epoch=`, or nothing for frames whose position was checked and removed)."""
+    message = type(message).objects.get(pk=message.pk)
     return {"type": event_type, "channel": message_channel(message), **position, "data": message_data(message)}
 
 
 def message_deleted_frame(message: Any, **position: Any) -> dict[str, Any]:
-    """The `message:deleted` frame of a message (read before it was deleted)."""
+    """The `message:deleted` frame of a message (the instance as read before it was deleted)."""
     where = (
         {"room_id": f"room_{message.room_id}"} if message.room_id is not None
         else {"conversation_id": f"conv_{message.conversation_id}"}

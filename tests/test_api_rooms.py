@@ -6,7 +6,7 @@ from rooms import services
 from rooms.models import Membership, Room
 from tests import factories
 from users.models import User
-from tests.support import iso
+from tests.support import iso, room_data
 
 pytestmark = pytest.mark.django_db
 
@@ -22,18 +22,7 @@ ID_FORMS = [pytest.param(str, id="bare"), pytest.param(lambda pk: f"room_{pk}", 
 
 def room_body(room: Room, viewer: User) -> dict:
     """The room as stored now, in the shape REST answers to `viewer`."""
-    room = Room.objects.get(pk=room.pk)
-    return {
-        "id": f"room_{room.pk}",
-        "name": room.name,
-        "topic": room.topic,
-        "is_private": room.is_private,
-        "created_by": f"user_{room.created_by_id}",
-        "created_at": iso(room.created_at),
-        "updated_at": iso(room.updated_at),
-        "member_count": room.memberships.count(),
-        "is_member": room.memberships.filter(user=viewer).exists(),
-    }
+    return {**room_data(room), "is_member": room.memberships.filter(user=viewer).exists()}
 
 
 def member_body(membership: Membership) -> dict:

@@ -15,7 +15,7 @@ from tests.worlds import Cast, cast
 from tests.layer import LayerListener
 from tests.realtime_client import FRAME_TIMEOUT, bearer, connected, make_sentinel, opened, sync
 from users.models import User
-from tests.support import POSITION, TIMESTAMP, iso
+from tests.support import POSITION, TIMESTAMP, iso, message_deleted_frame, message_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,34 +25,6 @@ async def w() -> Cast:
     return await sync(cast)()
 
 
-def message_frame(message: Message, event_type: str = "message:new") -> dict:
-    """The `message:new` / `message:updated` frame, built here from the row."""
-    message.refresh_from_db()
-    where = {"room_id": f"room_{message.room_id}"} if message.room_id else {"conversation_id": f"conv_{message.conversation_id}"}
-    channel = f"room:{message.room_id}" if message.room_id else f"conversation:{message.conversation_id}"
-    return {
-        "type": event_type,
-        "channel": channel, **POSITION,
-        "data": {
-            "id": f"msg_{message.pk}",
-            **where,
-            "user_id": f"user_{message.author_id}",
-            "content": message.content,
-            "created_at": iso(message.created_at),
-            "updated_at": iso(message.updated_at),
-            "edited_at": iso(message.edited_at) if message.edited_at else None,
-        },
-    }
-
-
-def deleted_frame(room: Room, message_id: int, author: User) -> dict:
-    return {
-        "type": "message:deleted",
-        "channel": f"room:{room.pk}", **POSITION,
-        "data": {"id": f"msg_{message_id}", "room_id": f"room_{room.pk}", "user_id": f"user_{author.pk}", "deleted_at": TIMESTAMP},
-    }
-
-
 # --- who gets what ---------------------------------------------------------------------------
 
 
@@ -60,7 +32,7 @@ async def test_message_reaches_a_subscriber_with_the_exact_frame(w):
     async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(w.channel)
         message = await sync(factories.make_message)(w.ada, room=w.room, content="hello")
-        assert await ws.receive() == await sync(message_frame)(message)
+        assert await ws.receive() == await sync(message_frame)(message, **POSITION)
         await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
@@ -69,11 +41,11 @@ async def test_overlapping_filters_deliver_each_event_once(w):
         for event in ("*", "message", "message:new"):
             await ws.subscribe(w.channel, event)
         message = await sync(factories.make_message)(w.ada, room=w.room)
-        assert await ws.receive() == await sync(message_frame)(message)
+        assert await ws.receive() == await sync(message_frame)(message, **POSITION)
         await ws.assert_next_is_sentinel(w.ada, room=w.room)
-        message_id = message.pk
+        deleted = message_deleted_frame(message, **POSITION)
         await sync(room_services.message_delete)(message=message)
-        assert await ws.receive() == deleted_frame(w.room, message_id, w.ada)
+        assert await ws.receive() == deleted
         await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
@@ -84,9 +56,9 @@ async def test_exact_type_filter_delivers_only_that_type(w):
         await sync(factories.make_message)(w.ada, room=w.room, content="new")
         await sync(room_services.message_update)(message=message, content="edited")
         await sync(room_services.room_update)(room=w.room, topic="changed")
-        message_id = message.pk
+        deleted = message_deleted_frame(message, **POSITION)
         await sync(room_services.message_delete)(message=message)
-        assert await ws.receive() == deleted_frame(w.room, message_id, w.ada)
+        assert await ws.receive() == deleted
         await ws.assert_next_is_sentinel(w.ada, room=w.room, event="message:deleted")
 
 
@@ -106,10 +78,10 @@ async def test_message_category_delivers_new_updated_and_deleted(w):
         message = await sync(factories.make_message)(w.ada, room=w.room, content="v1")
         assert (await ws.receive())["type"] == "message:new"
         await sync(room_services.message_update)(message=message, content="v2")
-        assert await ws.receive() == await sync(message_frame)(message, "message:updated")
-        message_id = message.pk
+        assert await ws.receive() == await sync(message_frame)(message, "message:updated", **POSITION)
+        deleted = message_deleted_frame(message, **POSITION)
         await sync(room_services.message_delete)(message=message)
-        assert await ws.receive() == deleted_frame(w.room, message_id, w.ada)
+        assert await ws.receive() == deleted
         await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
@@ -129,7 +101,7 @@ async def test_exactly_the_matching_connections_get_an_event(w):
         await bob_other_room.subscribe(f"room:{other.pk}")
         await cy_messages.subscribe(w.channel, "message")
         message = await sync(factories.make_message)(w.bob, room=w.room)
-        expected = await sync(message_frame)(message)
+        expected = await sync(message_frame)(message, **POSITION)
         for ws in (ada_all, ada_new, cy_messages):
             assert await ws.receive() == expected
         # Nothing else reached anyone: each socket's next frames are the sentinels it follows.
@@ -168,7 +140,7 @@ async def test_conversation_message_reaches_both_participants(w):
         await ada.subscribe(channel)
         await bob.subscribe(channel, "message:new")
         message = await sync(factories.make_message)(w.bob, conversation=w.conversation, content="psst")
-        expected = await sync(message_frame)(message)
+        expected = await sync(message_frame)(message, **POSITION)
         assert expected["data"]["conversation_id"] == f"conv_{w.conversation.pk}"
         assert await ada.receive() == expected
         assert await bob.receive() == expected
@@ -222,7 +194,7 @@ async def test_orm_message_frame_is_the_rest_shape(w):
     async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(w.channel)
         message = await sync(_orm_create)(w.room, w.ada)
-        assert await ws.receive() == await sync(message_frame)(message)
+        assert await ws.receive() == await sync(message_frame)(message, **POSITION)
 
 
 # --- presence --------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ import pytest
 from realtime import streams
 from realtime.models import Stream, StreamEvent
 from rooms import services as room_services
-from rooms.models import Membership, Message, Room
+from rooms.models import Membership
 from tests import factories
 from tests.worlds import Cast, cast
 from tests.realtime_client import connected, sync
-from tests.support import TIMESTAMP, error_frame, iso
+from tests.support import error_frame, message_deleted_frame, message_frame
 from users import services as user_services
 from users.models import User
 
@@ -28,35 +28,6 @@ async def w() -> Cast:
 
 def head(channel: str) -> streams.Position:
     return streams.positions([channel])[channel]
-
-
-def message_frame(message: Message, offset: int, epoch: str, event_type: str = "message:new") -> dict[str, Any]:
-    message.refresh_from_db()
-    return {
-        "type": event_type,
-        "channel": f"room:{message.room_id}",
-        "offset": offset,
-        "epoch": epoch,
-        "data": {
-            "id": f"msg_{message.pk}",
-            "room_id": f"room_{message.room_id}",
-            "user_id": f"user_{message.author_id}",
-            "content": message.content,
-            "created_at": iso(message.created_at),
-            "updated_at": iso(message.updated_at),
-            "edited_at": iso(message.edited_at) if message.edited_at else None,
-        },
-    }
-
-
-def deleted_frame(room: Room, message_id: int, author: User, offset: int, epoch: str) -> dict[str, Any]:
-    return {
-        "type": "message:deleted",
-        "channel": f"room:{room.pk}",
-        "offset": offset,
-        "epoch": epoch,
-        "data": {"id": f"msg_{message_id}", "room_id": f"room_{room.pk}", "user_id": f"user_{author.pk}", "deleted_at": TIMESTAMP},
-    }
 
 
 def subscribed(channel: str, offset: int, epoch: str, *, event: str = "*", ref: str | None = None, recovered: bool | None = None) -> dict[str, Any]:
@@ -95,19 +66,18 @@ async def test_a_reconnecting_client_gets_exactly_what_it_missed_in_order_then_l
         assert reply == subscribed(w.channel, start, epoch)
         first = await sync(factories.make_message)(w.ada, room=w.room, content="before")
         seen = await ws.receive()
-        assert seen == await sync(message_frame)(first, start + 1, epoch)
+        assert seen == await sync(message_frame)(first, offset=start + 1, epoch=epoch)
         await ws.assert_next_is_sentinel_elsewhere(w.ada)  # elsewhere: this stream's offsets are counted below
 
     def while_away() -> list[dict[str, Any]]:
         second = factories.make_message(w.bob, room=w.room, content="second")
-        frames = [message_frame(second, start + 2, epoch)]
+        frames = [message_frame(second, offset=start + 2, epoch=epoch)]
         room_services.message_update(message=first, content="before, edited")
-        frames.append(message_frame(first, start + 3, epoch, "message:updated"))
-        second_id = second.pk
+        frames.append(message_frame(first, "message:updated", offset=start + 3, epoch=epoch))
+        frames.append(message_deleted_frame(second, offset=start + 4, epoch=epoch))
         room_services.message_delete(message=second)
-        frames.append(deleted_frame(w.room, second_id, w.bob, start + 4, epoch))
         third = factories.make_message(w.ada, room=w.room, content="third")
-        frames.append(message_frame(third, start + 5, epoch))
+        frames.append(message_frame(third, offset=start + 5, epoch=epoch))
         return frames
 
     missed = await sync(while_away)()
@@ -117,7 +87,7 @@ async def test_a_reconnecting_client_gets_exactly_what_it_missed_in_order_then_l
         assert reply == subscribed(w.channel, start + 5, epoch, ref="r", recovered=True)
         assert [await ws.receive() for _ in missed] == missed
         live = await sync(factories.make_message)(w.ada, room=w.room, content="live")
-        assert await ws.receive() == await sync(message_frame)(live, start + 6, epoch)
+        assert await ws.receive() == await sync(message_frame)(live, offset=start + 6, epoch=epoch)
         await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
@@ -127,7 +97,7 @@ async def test_since_the_current_head_recovers_nothing_and_carries_on(w):
         assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed(w.channel, offset, epoch, ref="r", recovered=True)
         # The next event, asserted exactly, proves that nothing was replayed before it.
         message = await sync(factories.make_message)(w.ada, room=w.room)
-        assert await ws.receive() == await sync(message_frame)(message, offset + 1, epoch)
+        assert await ws.receive() == await sync(message_frame)(message, offset=offset + 1, epoch=epoch)
 
 
 async def test_a_stream_without_events_has_offset_0_and_an_epoch_to_recover_from(w):
@@ -197,7 +167,7 @@ async def test_unrecoverable_since_answers_the_current_position_and_replays_noth
         # The client carries on from the position it was given: the next event follows it (and,
         # asserted exactly, proves that nothing was replayed before it).
         message = await sync(factories.make_message)(w.ada, room=w.room, content="next")
-        assert await ws.receive() == await sync(message_frame)(message, now.offset + 1, epoch)
+        assert await ws.receive() == await sync(message_frame)(message, offset=now.offset + 1, epoch=epoch)
         await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
@@ -258,12 +228,12 @@ async def test_replay_honours_the_filter(w):
     def while_away() -> list[dict[str, Any]]:
         one = factories.make_message(w.ada, room=w.room, content="one")  # +1
         two = factories.make_message(w.bob, room=w.room, content="two")  # +2
-        one_id, two_id = one.pk, two.pk
+        deletions = [message_deleted_frame(one, offset=offset + 3, epoch=epoch), message_deleted_frame(two, offset=offset + 6, epoch=epoch)]
         room_services.message_delete(message=one)  # +3
         room_services.message_update(message=two, content="two, edited")  # +4
         room_services.room_update(room=w.room, topic="news")  # +5
         room_services.message_delete(message=two)  # +6
-        return [deleted_frame(w.room, one_id, w.ada, offset + 3, epoch), deleted_frame(w.room, two_id, w.bob, offset + 6, epoch)]
+        return deletions
 
     deletions = await sync(while_away)()
     async with connected(w.key(w.bob)) as ws:
@@ -278,13 +248,13 @@ async def test_a_second_filter_replays_only_what_the_first_did_not_deliver(w):
         reply = await ws.subscribe(w.channel, "message:new")
         offset, epoch = reply["offset"], reply["epoch"]
         message = await sync(factories.make_message)(w.ada, room=w.room, content="one")
-        assert await ws.receive() == await sync(message_frame)(message, offset + 1, epoch)
-        message_id = message.pk
+        assert await ws.receive() == await sync(message_frame)(message, offset=offset + 1, epoch=epoch)
+        deleted = message_deleted_frame(message, offset=offset + 2, epoch=epoch)
         await sync(room_services.message_delete)(message=message)  # offset + 2: not delivered (filter)
         await ws.assert_silent()  # no sentinel: one would shift the offsets this test recovers
         reply = await ws.request(since_frame(w.channel, offset, epoch, event="message"))
         assert reply == subscribed(w.channel, offset + 2, epoch, event="message", ref="r", recovered=True)
-        assert await ws.receive() == deleted_frame(w.room, message_id, w.ada, offset + 2, epoch)
+        assert await ws.receive() == deleted
         await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
@@ -347,7 +317,7 @@ async def test_a_reset_stream_starts_again_at_1_under_a_new_epoch_for_live_and_r
         message = await sync(factories.make_message)(w.ada, room=w.room, content="after the reset")
         new_epoch = (await sync(head)(w.channel)).epoch
         assert new_epoch != epoch
-        assert await ws.receive() == await sync(message_frame)(message, 1, new_epoch)
+        assert await ws.receive() == await sync(message_frame)(message, offset=1, epoch=new_epoch)
         await ws.assert_next_is_sentinel_elsewhere(w.ada)  # elsewhere: this stream's head is checked below
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request(since_frame(w.channel, offset, epoch))
