@@ -11,7 +11,7 @@ import pytest
 
 from tests import factories
 from tests.live import Browser, assert_next_is_sentinel_elsewhere, assert_silent, open_ready, recv_json, request_reply, subscribe
-from tests.support import POSITION, TIMESTAMP, room_updated_data
+from tests.support import POSITION, TIMESTAMP, room_updated_data, subscribed_frame
 
 ROOT_PASSWORD = "correct horse battery staple 42"
 
@@ -46,7 +46,7 @@ async def test_room_message_new_updated_deleted_over_rest(server, world):
         ada = await open_ready(stack, server, world.ada_key)
         bob = await open_ready(stack, server, world.bob_key)
         for ws in (ada, bob):
-            assert await subscribe(ws, channel, ref="r1") == {"type": "subscribed", "channel": channel, "event": "*", **POSITION, "ref": "r1"}
+            assert await subscribe(ws, channel, ref="r1") == subscribed_frame(channel, ref="r1")
 
         status, created = await server.arequest(
             "POST", f"/v1/rooms/{world.room.pk}/messages", world.bob_key, {"content": "  <b>hi</b> & ünïcödé 🎉  "}
@@ -79,8 +79,8 @@ async def test_conversation_message_events_over_rest(server, world):
         ada = await open_ready(stack, server, world.ada_key)
         bob = await open_ready(stack, server, world.bob_key)
         # Bare and prefixed ids name the same channel; replies name it canonically.
-        assert await subscribe(ada, channel, "message", ref="a") == {"type": "subscribed", "channel": channel, "event": "message", **POSITION, "ref": "a"}
-        assert await subscribe(bob, f"conversation:{conv_id}", ref="b") == {"type": "subscribed", "channel": channel, "event": "*", **POSITION, "ref": "b"}
+        assert await subscribe(ada, channel, "message", ref="a") == subscribed_frame(channel, "message", ref="a")
+        assert await subscribe(bob, f"conversation:{conv_id}", ref="b") == subscribed_frame(channel, ref="b")
 
         status, created = await server.arequest("POST", f"/v1/conversations/{conv_id}/messages", world.ada_key, {"content": "psst"})
         assert status == 201
@@ -156,9 +156,7 @@ async def test_room_deleted_once_then_unsubscribed(server, world):
         bob_feed = await open_ready(stack, server, world.bob_key)
         await subscribe(ada, channel)
         await subscribe(cy, channel, "message")  # a filter that does not match room:deleted
-        assert await subscribe(bob_feed, f"user:{world.bob.pk}", "room") == {
-            "type": "subscribed", "channel": f"user:{world.bob.pk}", "event": "room", **POSITION, "ref": "s"
-        }
+        assert await subscribe(bob_feed, f"user:{world.bob.pk}", "room") == subscribed_frame(f"user:{world.bob.pk}", "room", ref="s")
 
         status, _ = await server.arequest("DELETE", f"/v1/rooms/{world.room.pk}", world.ada_key)
         assert status == 204
@@ -179,7 +177,7 @@ async def test_room_created_and_deleted_on_the_users_own_feed(server, world):
     async with AsyncExitStack() as stack:
         cy_feed = await open_ready(stack, server, world.cy_key)
         ada = await open_ready(stack, server, world.ada_key)
-        assert await subscribe(cy_feed, cy_feed_channel, "room") == {"type": "subscribed", "channel": cy_feed_channel, "event": "room", **POSITION, "ref": "s"}
+        assert await subscribe(cy_feed, cy_feed_channel, "room") == subscribed_frame(cy_feed_channel, "room", ref="s")
         await subscribe(ada, room_channel, "room")
 
         # cy joins the public room herself.
@@ -283,11 +281,11 @@ async def test_filters_select_what_a_socket_receives(server, world):
         everything = await open_ready(stack, server, world.ada_key)
         room_only = await open_ready(stack, server, world.cy_key)
         overlapping = await open_ready(stack, server, world.cy_key)
-        assert await subscribe(deletions, channel, "message:deleted") == {"type": "subscribed", "channel": channel, "event": "message:deleted", **POSITION, "ref": "s"}
+        assert await subscribe(deletions, channel, "message:deleted") == subscribed_frame(channel, "message:deleted", ref="s")
         await subscribe(everything, channel)
         await subscribe(room_only, channel, "room")
         for n, event in enumerate(["message", "*", "message:new", "message"]):  # one frame per event, whatever overlaps
-            assert await subscribe(overlapping, channel, event, ref=str(n)) == {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": str(n)}
+            assert await subscribe(overlapping, channel, event, ref=str(n)) == subscribed_frame(channel, event, ref=str(n))
 
         status, created = await server.arequest("POST", f"/v1/rooms/{world.room.pk}/messages", world.bob_key, {"content": "one"})
         status, updated = await server.arequest("PATCH", f"/v1/messages/{created['id']}", world.bob_key, {"content": "two"})

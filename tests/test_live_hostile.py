@@ -28,7 +28,7 @@ from tests.live import (
     send_json,
     subscribe,
 )
-from tests.support import POSITION, TIMESTAMP, error_frame
+from tests.support import TIMESTAMP, error_frame, subscribed_frame
 
 ROOM_FILTERS = ["*", "message", "room", "message:new", "message:updated", "message:deleted", "room:updated", "room:deleted"]
 
@@ -198,19 +198,19 @@ async def test_subscription_limit_is_exact(roomy_server, many_rooms):
             await send_json(ws, {"type": "subscribe", "channel": channel, "event": event, "ref": n})
         replies = [await recv_json(ws) for _ in pairs]
         expected = [
-            {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": n} if n < 100 else error_frame("SUBSCRIPTION_LIMIT", n)
+            subscribed_frame(channel, event, ref=n) if n < 100 else error_frame("SUBSCRIPTION_LIMIT", n)
             for n, (channel, event) in enumerate(pairs)
         ]
         assert replies == expected
         # At the limit: subscribing again to what is held is idempotent, not a new subscription...
         channel, event = pairs[0]
-        assert await subscribe(ws, channel, event, ref="again") == {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": "again"}
+        assert await subscribe(ws, channel, event, ref="again") == subscribed_frame(channel, event, ref="again")
         # ...and dropping one makes room for another.
         assert await request_reply(ws, {"type": "unsubscribe", "channel": channel, "event": event, "ref": "u"}) == {
             "type": "unsubscribed", "channel": channel, "event": event, "ref": "u"
         }
         channel, event = pairs[150]
-        assert await subscribe(ws, channel, event, ref="new") == {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": "new"}
+        assert await subscribe(ws, channel, event, ref="new") == subscribed_frame(channel, event, ref="new")
         channel, event = pairs[151]
         assert await subscribe(ws, channel, event, ref="over") == error_frame("SUBSCRIPTION_LIMIT", "over")
         listed = await request_when_allowed(ws, {"type": "list_subscriptions", "ref": "l"})
@@ -237,7 +237,7 @@ async def test_200_subscribes_in_a_row_at_the_default_rate(server, many_rooms):
                 continue
             allowed += 1
             if allowed <= 100:
-                assert reply == {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": n}
+                assert reply == subscribed_frame(channel, event, ref=n)
             else:
                 assert reply == error_frame("SUBSCRIPTION_LIMIT", n)
         assert allowed >= 40  # at least the burst

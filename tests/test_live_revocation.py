@@ -13,7 +13,7 @@ from tests import factories
 from tests.live import Browser, assert_next_is_sentinel_elsewhere, open_ready, recv_close, recv_json, request_reply, subscribe
 from users import services as user_services
 from users.models import User
-from tests.support import POSITION, TIMESTAMP, error_frame, room_updated_data
+from tests.support import POSITION, TIMESTAMP, error_frame, room_updated_data, subscribed_frame
 
 ROOT_PASSWORD = "an operator password, long enough"
 REVOCATION_DEADLINE = 2.0
@@ -161,7 +161,7 @@ async def test_a_member_removed_from_a_private_room_is_unsubscribed(server, worl
         owner = await open_ready(stack, server, world.bob_key)
         member = await open_ready(stack, server, world.carol_key)
         for ws in (owner, member):
-            assert await subscribe(ws, channel, ref="1") == {"type": "subscribed", "channel": channel, "event": "*", **POSITION, "ref": "1"}
+            assert await subscribe(ws, channel, ref="1") == subscribed_frame(channel, ref="1")
 
         status, _ = await server.arequest("DELETE", f"/v1/rooms/{world.private.pk}/members/user_{world.carol.pk}", world.bob_key)
         assert status == 204

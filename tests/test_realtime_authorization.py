@@ -13,7 +13,7 @@ from rooms.models import Membership, Room
 from tests import factories
 from tests.worlds import Cast, cast
 from tests.realtime_client import connected, sync
-from tests.support import POSITION, error_frame
+from tests.support import POSITION, error_frame, subscribed_frame
 from users import services as user_services
 from users.models import ApiKey, User
 
@@ -33,10 +33,6 @@ async def subscribe(w: Cast, who: str, channel: str, event: str | None = None) -
         return await ws.request(frame)
 
 
-def subscribed(channel: str, event: str = "*", **extra: object) -> dict:
-    return {"type": "subscribed", "channel": channel, "event": event, **POSITION, **extra, "ref": "s"}
-
-
 # --- rooms -----------------------------------------------------------------------------------
 
 
@@ -44,14 +40,14 @@ def subscribed(channel: str, event: str = "*", **extra: object) -> dict:
 @pytest.mark.parametrize("event", [None, "message", "room", "message:new", "room:deleted"])
 async def test_anyone_may_subscribe_to_a_public_room(w, who, event):
     channel = f"room:{w.room.pk}"
-    assert await subscribe(w, who, channel, event) == subscribed(channel, event or "*")
+    assert await subscribe(w, who, channel, event) == subscribed_frame(channel, event or "*", ref="s")
 
 
 @pytest.mark.parametrize("who", ["ada", "bob", "root"], ids=["owner", "member", "staff"])
 @pytest.mark.parametrize("event", [None, "message", "room", "message:updated"])
 async def test_members_and_staff_may_subscribe_to_a_private_room(w, who, event):
     channel = f"room:{w.private.pk}"
-    assert await subscribe(w, who, channel, event) == subscribed(channel, event or "*")
+    assert await subscribe(w, who, channel, event) == subscribed_frame(channel, event or "*", ref="s")
 
 
 @pytest.mark.parametrize("event", [None, "*", "message", "room", "message:new", "room:updated"])
@@ -98,7 +94,7 @@ async def test_deleted_room_is_channel_not_found(w):
 @pytest.mark.parametrize("event", [None, "message", "message:deleted"])
 async def test_both_participants_may_subscribe_to_their_conversation(w, who, event):
     channel = f"conversation:{w.conversation.pk}"
-    assert await subscribe(w, who, channel, event) == subscribed(channel, event or "*")
+    assert await subscribe(w, who, channel, event) == subscribed_frame(channel, event or "*", ref="s")
 
 
 @pytest.mark.parametrize("who", ["cy", "root"], ids=["third-user", "staff"])
@@ -112,17 +108,13 @@ async def test_nobody_else_may_subscribe_to_a_conversation(w, who):
 @pytest.mark.parametrize("who", ["bob", "cy", "root"])
 async def test_anyone_may_follow_a_users_activity(w, who):
     channel = f"user:{w.ada.pk}"
-    assert await subscribe(w, who, channel, "activity") == subscribed(
-        channel, "activity", presence={"status": "offline", "last_seen_at": None}
-    )
+    assert await subscribe(w, who, channel, "activity") == subscribed_frame(channel, "activity", presence={"status": "offline", "last_seen_at": None}, ref="s")
 
 
 @pytest.mark.parametrize("event", ["user:online", "user:offline", "user:updated"])
 async def test_anyone_may_follow_one_activity_event_of_a_user(w, event):
     channel = f"user:{w.ada.pk}"
-    assert await subscribe(w, "cy", channel, event) == subscribed(
-        channel, event, presence={"status": "offline", "last_seen_at": None}
-    )
+    assert await subscribe(w, "cy", channel, event) == subscribed_frame(channel, event, presence={"status": "offline", "last_seen_at": None}, ref="s")
 
 
 @pytest.mark.parametrize("who", ["bob", "cy", "root"])
@@ -134,12 +126,12 @@ async def test_only_the_user_may_follow_their_room_feed(w, who, event):
 @pytest.mark.parametrize("event", ["room", "room:created", "room:deleted"])
 async def test_a_user_may_follow_their_own_room_feed(w, event):
     channel = f"user:{w.ada.pk}"
-    assert await subscribe(w, "ada", channel, event) == subscribed(channel, event)
+    assert await subscribe(w, "ada", channel, event) == subscribed_frame(channel, event, ref="s")
 
 
 async def test_star_on_another_users_feed_is_allowed(w):
     channel = f"user:{w.ada.pk}"
-    assert await subscribe(w, "cy", channel) == subscribed(channel, presence={"status": "offline", "last_seen_at": None})
+    assert await subscribe(w, "cy", channel) == subscribed_frame(channel, presence={"status": "offline", "last_seen_at": None}, ref="s")
 
 
 async def test_star_on_another_users_feed_delivers_activity_only(w):
@@ -166,29 +158,25 @@ async def test_star_on_ones_own_feed_includes_the_room_feed(w):
 
 async def test_own_feed_with_star_shows_oneself_online(w):
     channel = f"user:{w.ada.pk}"
-    assert await subscribe(w, "ada", channel) == subscribed(channel, presence={"status": "online", "last_seen_at": None})
+    assert await subscribe(w, "ada", channel) == subscribed_frame(channel, presence={"status": "online", "last_seen_at": None}, ref="s")
 
 
 async def test_presence_in_the_reply_shows_an_online_user(w):
     channel = f"user:{w.bob.pk}"
     async with connected(w.key(w.bob)):
-        assert await subscribe(w, "cy", channel, "activity") == subscribed(
-            channel, "activity", presence={"status": "online", "last_seen_at": None}
-        )
+        assert await subscribe(w, "cy", channel, "activity") == subscribed_frame(channel, "activity", presence={"status": "online", "last_seen_at": None}, ref="s")
 
 
 async def test_presence_in_the_reply_carries_last_seen_at(w):
     seen = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     await sync(User.objects.filter(pk=w.bob.pk).update)(last_seen_at=seen)
     channel = f"user:{w.bob.pk}"
-    assert await subscribe(w, "cy", channel, "activity") == subscribed(
-        channel, "activity", presence={"status": "offline", "last_seen_at": "2024-01-02T03:04:05.678000Z"}
-    )
+    assert await subscribe(w, "cy", channel, "activity") == subscribed_frame(channel, "activity", presence={"status": "offline", "last_seen_at": "2024-01-02T03:04:05.678000Z"}, ref="s")
 
 
 async def test_room_feed_reply_carries_no_presence(w):
     channel = f"user:{w.ada.pk}"
-    assert await subscribe(w, "ada", channel, "room") == subscribed(channel, "room")
+    assert await subscribe(w, "ada", channel, "room") == subscribed_frame(channel, "room", ref="s")
 
 
 # --- losing access while subscribed ----------------------------------------------------------

@@ -27,7 +27,7 @@ from rooms.models import Membership
 from tests import factories
 from tests.worlds import Cast, cast
 from tests.realtime_client import connected, opened, sync
-from tests.support import POSITION, error_frame
+from tests.support import error_frame, subscribed_frame
 from users.models import ApiKey, User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,7 +116,7 @@ async def test_a_removal_between_the_access_check_and_the_subscription_never_lea
         await ws.subscribe(sentinel, "message")
         reply = await ws.request({"type": "subscribe", "channel": private, "event": "message", "ref": "p"})
         if reply["type"] == "subscribed":  # the re-check after install removed it
-            assert reply == {"type": "subscribed", "channel": private, "event": "message", **POSITION, "ref": "p"}
+            assert reply == subscribed_frame(private, "message", ref="p")
             assert await ws.receive() == {"type": "unsubscribed", "channel": private, "reason": "access_revoked"}
         else:  # the access change arrived during the check: checked again, refused
             assert reply == error_frame("FORBIDDEN", "p")

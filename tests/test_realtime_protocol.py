@@ -12,7 +12,7 @@ from rooms import services as room_services
 from rooms.models import Room
 from tests import factories
 from tests.realtime_client import connected, sync
-from tests.support import POSITION, TIMESTAMP, error_frame
+from tests.support import POSITION, TIMESTAMP, error_frame, subscribed_frame
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,25 +52,25 @@ def _post(room: Room, author: User, content: str = "hello") -> None:
 async def test_subscribe_answers_subscribed_with_the_ref(ada, ref):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": ada.channel, "event": "message", "ref": ref})
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "message", **POSITION, "ref": ref}
+        assert reply == subscribed_frame(ada.channel, "message", ref=ref)
 
 
 async def test_subscribe_without_event_subscribes_to_everything(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": ada.channel})
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "*", **POSITION}
+        assert reply == subscribed_frame(ada.channel)
 
 
 async def test_subscribe_with_star_event(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": ada.channel, "event": "*"})
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "*", **POSITION}
+        assert reply == subscribed_frame(ada.channel)
 
 
 async def test_subscribe_with_an_exact_event_type(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": ada.channel, "event": "message:deleted"})
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "message:deleted", **POSITION}
+        assert reply == subscribed_frame(ada.channel, "message:deleted")
 
 
 @REFS
@@ -245,13 +245,13 @@ async def test_unsubscribing_a_filter_that_was_never_subscribed_keeps_the_others
 async def test_prefixed_room_id_is_answered_with_the_canonical_name(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": f"room:room_{ada.room.pk}", "ref": "c"})
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "*", **POSITION, "ref": "c"}
+        assert reply == subscribed_frame(ada.channel, ref="c")
 
 
 async def test_prefixed_user_id_is_answered_with_the_canonical_name(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": f"user:user_{ada.user.pk}", "event": "room"})
-        assert reply == {"type": "subscribed", "channel": f"user:{ada.user.pk}", "event": "room", **POSITION}
+        assert reply == subscribed_frame(f"user:{ada.user.pk}", "room")
 
 
 async def test_prefixed_conversation_id_is_answered_with_the_canonical_name(ada):
@@ -259,7 +259,7 @@ async def test_prefixed_conversation_id_is_answered_with_the_canonical_name(ada)
     conversation = await sync(factories.make_conversation)(ada.user, bob)
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": f"conversation:conv_{conversation.pk}"})
-        assert reply == {"type": "subscribed", "channel": f"conversation:{conversation.pk}", "event": "*", **POSITION}
+        assert reply == subscribed_frame(f"conversation:{conversation.pk}")
 
 
 MALFORMED_CHANNELS = {
@@ -528,7 +528,7 @@ async def test_subscribe_with_since_answers_recovered_false(ada):
         reply = await ws.request(
             {"type": "subscribe", "channel": ada.channel, "since": {"offset": 3, "epoch": "e1"}, "ref": "s"}
         )
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "*", **POSITION, "recovered": False, "ref": "s"}
+        assert reply == subscribed_frame(ada.channel, ref="s", recovered=False)
 
 
 @pytest.mark.parametrize("since", [3, "3", [3], True])

@@ -14,7 +14,7 @@ from rooms.models import Membership
 from tests import factories
 from tests.worlds import Cast, cast
 from tests.realtime_client import connected, sync
-from tests.support import error_frame, message_deleted_frame, message_frame
+from tests.support import error_frame, message_deleted_frame, message_frame, subscribed_frame
 from users import services as user_services
 from users.models import User
 
@@ -30,15 +30,6 @@ def head(channel: str) -> streams.Position:
     return streams.positions([channel])[channel]
 
 
-def subscribed(channel: str, offset: int, epoch: str, *, event: str = "*", ref: str | None = None, recovered: bool | None = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "subscribed", "channel": channel, "event": event, "offset": offset, "epoch": epoch}
-    if ref is not None:
-        frame["ref"] = ref
-    if recovered is not None:
-        frame["recovered"] = recovered
-    return frame
-
-
 def since_frame(channel: str, offset: Any, epoch: Any, *, event: str | None = None, ref: str = "r") -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "subscribe", "channel": channel, "since": {"offset": offset, "epoch": epoch}, "ref": ref}
     if event is not None:
@@ -52,7 +43,7 @@ async def first_position(w: Cast, user: User | None = None, channel: str | None 
     async with connected(w.key(user or w.bob)) as ws:
         reply = await ws.subscribe(channel)
         position = await sync(head)(channel)
-        assert reply == subscribed(channel, position.offset, position.epoch)
+        assert reply == subscribed_frame(channel, offset=position.offset, epoch=position.epoch)
         return reply["offset"], reply["epoch"]
 
 
@@ -63,7 +54,7 @@ async def test_a_reconnecting_client_gets_exactly_what_it_missed_in_order_then_l
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.subscribe(w.channel)
         start, epoch = reply["offset"], reply["epoch"]
-        assert reply == subscribed(w.channel, start, epoch)
+        assert reply == subscribed_frame(w.channel, offset=start, epoch=epoch)
         first = await sync(factories.make_message)(w.ada, room=w.room, content="before")
         seen = await ws.receive()
         assert seen == await sync(message_frame)(first, offset=start + 1, epoch=epoch)
@@ -84,7 +75,7 @@ async def test_a_reconnecting_client_gets_exactly_what_it_missed_in_order_then_l
     assert missed[1]["data"]["edited_at"] is not None
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request(since_frame(w.channel, seen["offset"], seen["epoch"]))
-        assert reply == subscribed(w.channel, start + 5, epoch, ref="r", recovered=True)
+        assert reply == subscribed_frame(w.channel, offset=start + 5, epoch=epoch, ref="r", recovered=True)
         assert [await ws.receive() for _ in missed] == missed
         live = await sync(factories.make_message)(w.ada, room=w.room, content="live")
         assert await ws.receive() == await sync(message_frame)(live, offset=start + 6, epoch=epoch)
@@ -94,7 +85,7 @@ async def test_a_reconnecting_client_gets_exactly_what_it_missed_in_order_then_l
 async def test_since_the_current_head_recovers_nothing_and_carries_on(w):
     offset, epoch = await first_position(w)
     async with connected(w.key(w.bob)) as ws:
-        assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed(w.channel, offset, epoch, ref="r", recovered=True)
+        assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed_frame(w.channel, offset=offset, epoch=epoch, ref="r", recovered=True)
         # The next event, asserted exactly, proves that nothing was replayed before it.
         message = await sync(factories.make_message)(w.ada, room=w.room)
         assert await ws.receive() == await sync(message_frame)(message, offset=offset + 1, epoch=epoch)
@@ -105,11 +96,11 @@ async def test_a_stream_without_events_has_offset_0_and_an_epoch_to_recover_from
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.subscribe(channel)
         epoch = reply["epoch"]
-        assert reply == subscribed(channel, 0, epoch)
+        assert reply == subscribed_frame(channel, offset=0, epoch=epoch)
         assert epoch
     await sync(factories.make_message)(w.ada, conversation=w.conversation, content="psst")
     async with connected(w.key(w.bob)) as ws:
-        assert await ws.request(since_frame(channel, 0, epoch)) == subscribed(channel, 1, epoch, ref="r", recovered=True)
+        assert await ws.request(since_frame(channel, 0, epoch)) == subscribed_frame(channel, offset=1, epoch=epoch, ref="r", recovered=True)
         frame = await ws.receive()
         assert (frame["type"], frame["offset"], frame["epoch"], frame["data"]["content"]) == ("message:new", 1, epoch, "psst")
         await ws.assert_next_is_sentinel(w.ada, conversation=w.conversation)
@@ -121,7 +112,7 @@ async def test_exactly_the_maximum_number_of_missed_events_is_recovered(w, setti
     for n in range(3):
         await sync(factories.make_message)(w.ada, room=w.room, content=f"m{n}")
     async with connected(w.key(w.bob)) as ws:
-        assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed(w.channel, offset + 3, epoch, ref="r", recovered=True)
+        assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed_frame(w.channel, offset=offset + 3, epoch=epoch, ref="r", recovered=True)
         replayed = [await ws.receive() for _ in range(3)]
         assert [(f["offset"], f["data"]["content"]) for f in replayed] == [(offset + 1, "m0"), (offset + 2, "m1"), (offset + 3, "m2")]
         await ws.assert_next_is_sentinel(w.ada, room=w.room)
@@ -163,7 +154,7 @@ async def test_unrecoverable_since_answers_the_current_position_and_replays_noth
     assert now.epoch == epoch
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request({"type": "subscribe", "channel": w.channel, "since": since, "ref": "r"})
-        assert reply == subscribed(w.channel, now.offset, epoch, ref="r", recovered=False)
+        assert reply == subscribed_frame(w.channel, offset=now.offset, epoch=epoch, ref="r", recovered=False)
         # The client carries on from the position it was given: the next event follows it (and,
         # asserted exactly, proves that nothing was replayed before it).
         message = await sync(factories.make_message)(w.ada, room=w.room, content="next")
@@ -216,7 +207,7 @@ async def test_a_null_since_is_a_plain_subscribe(w):
     position = await sync(head)(w.channel)
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request({"type": "subscribe", "channel": w.channel, "since": None, "ref": "n"})
-        assert reply == subscribed(w.channel, position.offset, position.epoch, ref="n")
+        assert reply == subscribed_frame(w.channel, offset=position.offset, epoch=position.epoch, ref="n")
 
 
 # --- filters and rights ------------------------------------------------------------------------
@@ -238,7 +229,7 @@ async def test_replay_honours_the_filter(w):
     deletions = await sync(while_away)()
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request(since_frame(w.channel, offset, epoch, event="message:deleted"))
-        assert reply == subscribed(w.channel, offset + 6, epoch, event="message:deleted", ref="r", recovered=True)
+        assert reply == subscribed_frame(w.channel, offset=offset + 6, epoch=epoch, event="message:deleted", ref="r", recovered=True)
         assert [await ws.receive(), await ws.receive()] == deletions
         await ws.assert_next_is_sentinel(w.ada, room=w.room, event="message:deleted")
 
@@ -253,7 +244,7 @@ async def test_a_second_filter_replays_only_what_the_first_did_not_deliver(w):
         await sync(room_services.message_delete)(message=message)  # offset + 2: not delivered (filter)
         await ws.assert_silent()  # no sentinel: one would shift the offsets this test recovers
         reply = await ws.request(since_frame(w.channel, offset, epoch, event="message"))
-        assert reply == subscribed(w.channel, offset + 2, epoch, event="message", ref="r", recovered=True)
+        assert reply == subscribed_frame(w.channel, offset=offset + 2, epoch=epoch, event="message", ref="r", recovered=True)
         assert await ws.receive() == deleted
         await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
@@ -281,7 +272,7 @@ async def test_replay_on_someone_elses_user_channel_gives_their_activity_never_t
     async with connected(w.key(w.cy)) as ws:
         reply = await ws.subscribe(channel)
         offset, epoch = reply["offset"], reply["epoch"]
-        assert reply == subscribed(channel, offset, epoch) | {"presence": presence}
+        assert reply == subscribed_frame(channel, offset=offset, epoch=epoch) | {"presence": presence}
 
     def while_away() -> None:
         factories.make_room(w.ada, "another")  # room:created on ada's own feed: not cy's to see
@@ -290,14 +281,14 @@ async def test_replay_on_someone_elses_user_channel_gives_their_activity_never_t
     await sync(while_away)()
     async with connected(w.key(w.cy)) as ws:
         reply = await ws.request(since_frame(channel, offset, epoch))
-        assert reply == subscribed(channel, offset + 2, epoch, ref="r", recovered=True) | {"presence": presence}
+        assert reply == subscribed_frame(channel, offset=offset + 2, epoch=epoch, ref="r", recovered=True) | {"presence": presence}
         frame = await ws.receive()
         assert (frame["type"], frame["channel"], frame["offset"], frame["epoch"]) == ("user:updated", channel, offset + 2, epoch)
         assert frame["data"]["display_name"] == "Ada L."
         await ws.assert_next_is_sentinel_elsewhere(w.bob)  # not ada: her new room would be on this feed
     async with connected(w.key(w.ada)) as ws:  # ada herself recovers both
         reply = await ws.request(since_frame(channel, offset, epoch))
-        assert reply == subscribed(channel, offset + 2, epoch, ref="r", recovered=True) | {"presence": {"status": "online", "last_seen_at": None}}
+        assert reply == subscribed_frame(channel, offset=offset + 2, epoch=epoch, ref="r", recovered=True) | {"presence": {"status": "online", "last_seen_at": None}}
         assert [(f["type"], f["offset"]) for f in [await ws.receive(), await ws.receive()]] == [
             ("room:created", offset + 1), ("user:updated", offset + 2),
         ]
@@ -321,5 +312,5 @@ async def test_a_reset_stream_starts_again_at_1_under_a_new_epoch_for_live_and_r
         await ws.assert_next_is_sentinel_elsewhere(w.ada)  # elsewhere: this stream's head is checked below
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request(since_frame(w.channel, offset, epoch))
-        assert reply == subscribed(w.channel, 1, new_epoch, ref="r", recovered=False)
+        assert reply == subscribed_frame(w.channel, offset=1, epoch=new_epoch, ref="r", recovered=False)
         await ws.assert_next_is_sentinel(w.ada, room=w.room)
