@@ -109,6 +109,21 @@ def room_updated_data(room: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in room.items() if key != "is_member"}
 
 
+def validation_error(**details: list[str]) -> dict[str, Any]:
+    """The REST body of a 400 VALIDATION_ERROR with these field details."""
+    return {"code": "VALIDATION_ERROR", "message": "The request is not valid; see details.", "details": details}
+
+
+def api_client(key: str | None = None) -> Any:
+    """A REST client checked against the OpenAPI document, authenticated with the API key `key`."""
+    from tests.openapi import SchemaCheckedClient  # here: importing it at the top would load DRF's settings early
+
+    client = SchemaCheckedClient()
+    if key is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
 # --- frames --------------------------------------------------------------------------------------
 
 
@@ -118,6 +133,18 @@ def error_frame(code: str, ref: str | int | None = None) -> dict[str, Any]:
     if ref is not None:
         frame["ref"] = ref
     return frame
+
+
+def pong_frame(ref: Any) -> dict[str, Any]:
+    return {"type": "pong", "ref": ref, "server_time": TIMESTAMP}
+
+
+def presence_frame(user_id: int, status: str, channel: str | None = None) -> dict[str, Any]:
+    """`user:online` / `user:offline` of a user, on their own channel unless `channel` (a room's) is given."""
+    return {
+        "type": f"user:{status}", "channel": channel or f"user:{user_id}",
+        "data": {"user_id": f"user_{user_id}", "status": status, "timestamp": TIMESTAMP},
+    }
 
 
 def subscribed_frame(channel: str, event: str = "*", *, ref: str | int | None = None, **extra: Any) -> dict[str, Any]:

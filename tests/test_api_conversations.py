@@ -4,7 +4,7 @@ import pytest
 
 from rooms.models import Conversation, Message
 from tests import factories
-from tests.support import iso, message_data
+from tests.support import iso, message_data, validation_error
 
 pytestmark = pytest.mark.django_db
 
@@ -19,11 +19,6 @@ def conversation_body(conversation: Conversation) -> dict:
         "participants": [f"user_{low}", f"user_{high}"],
         "created_at": iso(conversation.created_at),
     }
-
-
-
-def validation_error(**details: list[str]) -> dict:
-    return {"code": "VALIDATION_ERROR", "message": "The request is not valid; see details.", "details": details}
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from rooms import services
 from rooms.models import Message
 from tests import factories
-from tests.support import iso, message_data
+from tests.support import iso, message_data, validation_error
 
 pytestmark = pytest.mark.django_db
 
@@ -26,14 +26,9 @@ def in_form(form, prefix: str, pk: int) -> str:  # type: ignore[no-untyped-def]
     return form(pk) if form else f"{prefix}_{pk}"
 
 
-
 def b64(text: str) -> str:
     """A cursor crafted by hand, encoded the way DRF encodes its own."""
     return base64.b64encode(text.encode()).decode()
-
-
-def validation_error(**details: list[str]) -> dict:
-    return {"code": "VALIDATION_ERROR", "message": "The request is not valid; see details.", "details": details}
 
 
 def page(*messages: Message) -> dict:

@@ -6,7 +6,7 @@ from rooms import services
 from rooms.models import Membership, Room
 from tests import factories
 from users.models import User
-from tests.support import iso, room_data
+from tests.support import iso, room_data, validation_error
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +14,6 @@ NOT_FOUND = {"code": "NOT_FOUND", "message": "Not found."}
 ROOM_ADMINS_ONLY = {"code": "FORBIDDEN", "message": "Only the room's owner and admins can do this."}
 OWNER_ADDS_ADMINS = {"code": "FORBIDDEN", "message": "Only the room's owner can add admins."}
 OWNER_CANNOT_BE_REMOVED = {"code": "FORBIDDEN", "message": "The room's owner cannot be removed."}
-VALIDATION_ERROR = {"code": "VALIDATION_ERROR", "message": "The request is not valid; see details."}
 
 # The two forms of an id that every URL path accepts.
 ID_FORMS = [pytest.param(str, id="bare"), pytest.param(lambda pk: f"room_{pk}", id="prefixed")]
@@ -39,10 +38,6 @@ def member_body(membership: Membership) -> dict:
         "role": membership.role,
         "joined_at": iso(membership.created_at),
     }
-
-
-def validation_error(**details: list[str]) -> dict:
-    return {**VALIDATION_ERROR, "details": details}
 
 
 def snapshot(room: Room) -> tuple:

@@ -15,7 +15,7 @@ from tests.worlds import Cast, cast
 from tests.layer import LayerListener
 from tests.realtime_client import FRAME_TIMEOUT, bearer, connected, make_sentinel, opened, sync
 from users.models import User
-from tests.support import POSITION, TIMESTAMP, iso, message_deleted_frame, message_frame
+from tests.support import POSITION, iso, message_deleted_frame, message_frame, presence_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -200,19 +200,11 @@ async def test_orm_message_frame_is_the_rest_shape(w):
 # --- presence --------------------------------------------------------------------------------
 
 
-def presence_frame(user: User, status: str) -> dict:
-    return {
-        "type": f"user:{status}",
-        "channel": f"user:{user.pk}",
-        "data": {"user_id": f"user_{user.pk}", "status": status, "timestamp": TIMESTAMP},
-    }
-
-
 async def test_first_connection_of_a_user_announces_user_online(w):
     async with connected(w.key(w.cy)) as watcher:
         await watcher.subscribe(f"user:{w.ada.pk}", "activity")
         async with connected(w.key(w.ada)):
-            assert await watcher.receive() == presence_frame(w.ada, "online")
+            assert await watcher.receive() == presence_frame(w.ada.pk, "online")
             await watcher.assert_silent()
 
 
@@ -228,9 +220,9 @@ async def test_last_connection_closing_announces_user_offline_and_stores_last_se
     async with connected(w.key(w.cy)) as watcher:
         await watcher.subscribe(f"user:{w.ada.pk}", "activity")
         async with connected(w.key(w.ada)), connected(w.key(w.ada)):
-            assert await watcher.receive() == presence_frame(w.ada, "online")
+            assert await watcher.receive() == presence_frame(w.ada.pk, "online")
         offline = await watcher.receive()
-        assert offline == presence_frame(w.ada, "offline")
+        assert offline == presence_frame(w.ada.pk, "offline")
         await watcher.assert_silent()
         await sync(w.ada.refresh_from_db)()
         assert w.ada.last_seen_at is not None
@@ -244,12 +236,12 @@ async def test_refused_handshake_announces_no_presence(w, settings):
         async with opened([bearer("rc_" + "A" * 43)]) as stranger:
             await stranger.open()
         async with connected(w.key(w.ada)):
-            assert await watcher.receive() == presence_frame(w.ada, "online")
+            assert await watcher.receive() == presence_frame(w.ada.pk, "online")
             async with opened([bearer(w.key(w.ada))]) as over_limit:
                 await over_limit.open()
                 assert (await over_limit.receive())["code"] == "CONNECTION_LIMIT"
                 assert await over_limit.close_code() == 4029
             await watcher.assert_silent()
-        assert await watcher.receive() == presence_frame(w.ada, "offline")
+        assert await watcher.receive() == presence_frame(w.ada.pk, "offline")
         await watcher.assert_silent()
 

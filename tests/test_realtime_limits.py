@@ -13,7 +13,7 @@ from realtime.limits import ABUSE_SECONDS, FrameRateLimiter
 from rooms.models import Room
 from tests import factories
 from tests.realtime_client import FRAME_TIMEOUT, connected, sync
-from tests.support import POSITION, TIMESTAMP, error_frame
+from tests.support import POSITION, error_frame, pong_frame
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,10 +39,6 @@ async def s() -> Setup:
     return await sync(_setup)()
 
 
-def pong(ref: object) -> dict:
-    return {"type": "pong", "ref": ref, "server_time": TIMESTAMP}
-
-
 async def request_when_allowed(ws, frame: dict) -> dict:  # type: ignore[no-untyped-def]
     """Send `frame` until the bucket has refilled enough to answer it (a condition with a deadline)."""
     deadline = asyncio.get_running_loop().time() + FRAME_TIMEOUT
@@ -55,7 +51,7 @@ async def request_when_allowed(ws, frame: dict) -> dict:  # type: ignore[no-unty
 
 
 async def wait_for_pong(ws) -> None:  # type: ignore[no-untyped-def]
-    assert await request_when_allowed(ws, {"type": "ping", "ref": "wait"}) == pong("wait")
+    assert await request_when_allowed(ws, {"type": "ping", "ref": "wait"}) == pong_frame("wait")
 
 
 # --- subscriptions per connection ------------------------------------------------------------
@@ -140,7 +136,7 @@ async def test_frames_over_the_rate_are_answered_rate_limited_with_their_ref(s, 
         for ref in range(10):
             await ws.send({"type": "ping", "ref": ref})
         replies = [await ws.receive() for _ in range(10)]
-        assert replies == [pong(ref) for ref in range(5)] + [error_frame("RATE_LIMITED", ref) for ref in range(5, 10)]
+        assert replies == [pong_frame(ref) for ref in range(5)] + [error_frame("RATE_LIMITED", ref) for ref in range(5, 10)]
         await ws.assert_silent()
 
 
@@ -191,7 +187,7 @@ async def test_sustained_abuse_closes_with_4029(s, five_per_second, monkeypatch)
     async with connected(s.key) as ws:
         for ref in range(6):
             await ws.send({"type": "ping", "ref": ref})
-        assert [await ws.receive() for _ in range(6)] == [pong(ref) for ref in range(5)] + [error_frame("RATE_LIMITED")]
+        assert [await ws.receive() for _ in range(6)] == [pong_frame(ref) for ref in range(5)] + [error_frame("RATE_LIMITED")]
         assert await ws.close_code() == 4029
 
 

@@ -13,7 +13,7 @@ from rooms import services as room_services
 from rooms.models import Membership, Room
 from tests import factories
 from tests.realtime_client import connected, sync
-from tests.support import EPOCH, OFFSET, POSITION, TIMESTAMP, error_frame, subscribed_frame
+from tests.support import EPOCH, OFFSET, POSITION, TIMESTAMP, error_frame, presence_frame, subscribed_frame
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,10 +47,6 @@ async def w() -> World:
     return await sync(_build)()
 
 
-def presence(user: User, status: str, channel: str) -> dict:
-    return {"type": f"user:{status}", "channel": channel, "data": {"user_id": f"user_{user.pk}", "status": status, "timestamp": TIMESTAMP}}
-
-
 async def watch(ws, w: World) -> dict:  # type: ignore[no-untyped-def]
     return await ws.request({"type": "subscribe", "channel": w.channel, "event": "activity", "ref": "p"})
 
@@ -69,10 +65,10 @@ async def test_a_member_coming_and_going_is_announced_on_the_room(w):
     async with connected(w.keys["dee"]) as dee:
         await watch(dee, w)
         async with connected(w.keys["bob"]):
-            assert await dee.receive() == presence(w.bob, "online", w.channel)
+            assert await dee.receive() == presence_frame(w.bob.pk, "online", w.channel)
             async with connected(w.keys["bob"]):  # a second tab: no transition
                 pass
-        assert await dee.receive() == presence(w.bob, "offline", w.channel)
+        assert await dee.receive() == presence_frame(w.bob.pk, "offline", w.channel)
         await dee.assert_silent()
 
 
@@ -82,17 +78,17 @@ async def test_a_non_members_presence_is_not_announced_on_the_room(w):
         async with connected(w.keys["cy"]):
             pass
         async with connected(w.keys["bob"]):  # the sentinel: the next frame is bob's, not cy's
-            assert await dee.receive() == presence(w.bob, "online", w.channel)
+            assert await dee.receive() == presence_frame(w.bob.pk, "online", w.channel)
 
 
 async def test_an_online_user_joining_or_leaving_enters_or_leaves_the_set(w):
     async with connected(w.keys["dee"]) as dee, connected(w.keys["cy"]):
         await watch(dee, w)
         await sync(room_services.membership_add)(room=w.room, user=w.cy)
-        assert await dee.receive() == presence(w.cy, "online", w.channel)
+        assert await dee.receive() == presence_frame(w.cy.pk, "online", w.channel)
         membership = await sync(Membership.objects.get)(room=w.room, user=w.cy)
         await sync(room_services.membership_remove)(membership=membership, reason="left")
-        assert await dee.receive() == presence(w.cy, "offline", w.channel)
+        assert await dee.receive() == presence_frame(w.cy.pk, "offline", w.channel)
 
 
 async def test_a_members_profile_change_is_user_updated_on_the_room_with_its_position(w):
@@ -128,7 +124,7 @@ async def test_exact_presence_types_filter_the_rooms_activity(w):
         await dee.subscribe(w.channel, "user:offline")
         async with connected(w.keys["bob"]):
             pass
-        assert await dee.receive() == presence(w.bob, "offline", w.channel)
+        assert await dee.receive() == presence_frame(w.bob.pk, "offline", w.channel)
 
 
 async def test_only_those_who_may_see_a_private_room_may_watch_its_activity(w):
