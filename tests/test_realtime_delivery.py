@@ -205,15 +205,16 @@ async def test_first_connection_of_a_user_announces_user_online(w):
         await watcher.subscribe(f"user:{w.ada.pk}", "activity")
         async with connected(w.key(w.ada)):
             assert await watcher.receive() == presence_frame(w.ada.pk, "online")
-            await watcher.assert_silent()
+            await watcher.assert_silent()  # no sentinel: a second transition would come from ada's connection task
 
 
 async def test_second_connection_of_a_user_announces_nothing(w):
     async with connected(w.key(w.ada)), connected(w.key(w.cy)) as watcher:
         await watcher.subscribe(f"user:{w.ada.pk}", "activity")
         async with connected(w.key(w.ada)):
-            await watcher.assert_silent()
-        await watcher.assert_silent()  # closing it is no transition either
+            await watcher.assert_silent()  # no sentinel: a transition would be published after `connected`, concurrently
+        # Closing it is no transition either. It has finished closing: a sentinel can prove it.
+        await watcher.assert_next_is_sentinel_elsewhere(w.bob)
 
 
 async def test_last_connection_closing_announces_user_offline_and_stores_last_seen_at(w):
@@ -223,7 +224,7 @@ async def test_last_connection_closing_announces_user_offline_and_stores_last_se
             assert await watcher.receive() == presence_frame(w.ada.pk, "online")
         offline = await watcher.receive()
         assert offline == presence_frame(w.ada.pk, "offline")
-        await watcher.assert_silent()
+        await watcher.assert_next_is_sentinel_elsewhere(w.bob)  # both connections have finished closing
         await sync(w.ada.refresh_from_db)()
         assert w.ada.last_seen_at is not None
         assert iso(w.ada.last_seen_at) == offline["data"]["timestamp"]
@@ -241,7 +242,7 @@ async def test_refused_handshake_announces_no_presence(w, settings):
                 await over_limit.open()
                 assert (await over_limit.receive())["code"] == "CONNECTION_LIMIT"
                 assert await over_limit.close_code() == 4029
-            await watcher.assert_silent()
+            await watcher.assert_silent()  # no sentinel: the refused handshake may still be running
         assert await watcher.receive() == presence_frame(w.ada.pk, "offline")
-        await watcher.assert_silent()
+        await watcher.assert_next_is_sentinel_elsewhere(w.bob)  # every connection has finished closing
 
