@@ -98,7 +98,3 @@ def capture(db, monkeypatch, django_capture_on_commit_callbacks):  # type: ignor
 @pytest.fixture
 def anon():  # type: ignore[no-untyped-def]
     return SchemaCheckedClient()
-
-
-def uses_redis() -> bool:
-    return bool(settings.REDIS_URL)
