@@ -28,7 +28,7 @@ from rooms import services as room_services
 from tests import factories
 from tests.live import ROOT, LiveServer, recv_json, request_reply, server_database_url
 from tests.proxy import TcpProxy
-from tests.support import subscribed_frame
+from tests.support import message_data, subscribed_frame
 from tests.test_faults import _via_proxy
 
 NO_THROTTLE = {"RETROCHAT_WRITE_THROTTLE": "off"}
@@ -286,12 +286,12 @@ def other_process(code: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def message_data(message_id: int) -> dict[str, Any]:
-    from rooms.api.serializers import MessageSerializer
+def stored_message_data(message_id: int) -> dict[str, Any]:
+    """`message_data` of a row, read from a worker thread that closes its connection afterwards."""
     from rooms.models import Message
 
     try:
-        return dict(MessageSerializer(Message.objects.get(pk=message_id)).data)
+        return message_data(Message.objects.get(pk=message_id))
     finally:
         connection.close()
 
@@ -310,7 +310,7 @@ async def test_a_message_created_by_another_process_reaches_an_embedded_server_s
         )
         frame = await recv_json(ws, timeout=2)
         message_id = int(frame["data"]["id"].removeprefix("msg_"))
-        data = await asyncio.to_thread(message_data, message_id)
+        data = await asyncio.to_thread(stored_message_data, message_id)
         assert data["content"] == "from cron"
         assert frame == {"type": "message:new", "channel": channel, "offset": offset + 1, "epoch": epoch, "data": data}
 
