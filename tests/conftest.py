@@ -12,6 +12,7 @@ from django.conf import settings
 from tests import factories
 from tests.live import LiveServer
 from tests.openapi import SchemaCheckedClient
+from tests.support import capture_events
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -88,9 +89,12 @@ def api(client_for, user):
 
 
 @pytest.fixture
+def capture(db, monkeypatch, django_capture_on_commit_callbacks):
+    """`with capture() as frames:` around a change: the exact event frames it published on commit
+    (tests/support.py `capture_events`), with no channel layer and no waiting."""
+    return capture_events(monkeypatch, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
 def anon():
     return SchemaCheckedClient()
-
-
-def uses_redis() -> bool:
-    return bool(settings.REDIS_URL)

@@ -16,8 +16,6 @@ from channels.layers import get_channel_layer
 
 from realtime.channel_names import parse_channel
 
-SILENCE_SECONDS = 0.3
-
 
 class LayerListener:
     def __init__(self, *channels: str) -> None:
@@ -49,13 +47,3 @@ class LayerListener:
                 assert (epoch, offset) == (seen[-1][0], seen[-1][1] + 1), f"{frame['channel']}: {seen[-1]} then {(epoch, offset)}"
             seen.append((epoch, offset))
         return frame
-
-    async def events(self, count: int) -> list[dict[str, Any]]:
-        return [await self.next_event() for _ in range(count)]
-
-    async def assert_silent(self, seconds: float = SILENCE_SECONDS) -> None:
-        try:
-            message = await asyncio.wait_for(self.layer.receive(self.name), seconds)
-        except asyncio.TimeoutError:
-            return
-        raise AssertionError(f"unexpected event: {message.get('text')}")

@@ -5,9 +5,9 @@ when REDIS_URL is set, Redis. Tests talk to it only as clients do: real HTTP and
 client (`websockets`). Every server is stopped, its whole process group, when its fixture ends.
 """
 import asyncio
+import itertools
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -28,6 +28,8 @@ from tests.asyncapi import check_client_frame, check_server_frame
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
 RECV_TIMEOUT = 5.0
+SILENCE_SECONDS = 0.3  # for proving that nothing arrives, where no sentinel can
+_sentinel_rooms = itertools.count(1)
 
 
 def free_port() -> int:
@@ -78,12 +80,6 @@ class LiveServer:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not become healthy in {START_TIMEOUT}s:\n{self.log()}")
-
-    def restart(self) -> "LiveServer":
-        """Stop the server (SIGTERM: sockets close with 1012) and start a new process on the same
-        port and database, as a deploy does."""
-        self.stop()
-        return self.start()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -146,12 +142,41 @@ async def recv_json(ws: ClientConnection, timeout: float = RECV_TIMEOUT) -> dict
     return frame
 
 
-async def assert_no_frame(ws: ClientConnection, seconds: float = 0.3) -> None:
+async def assert_silent(ws: ClientConnection, seconds: float = SILENCE_SECONDS) -> None:
+    """Nothing arrives for `seconds`: only where no sentinel event can prove it (see tests/support.py)."""
     try:
         frame = await asyncio.wait_for(ws.recv(), seconds)
     except asyncio.TimeoutError:
         return
     raise AssertionError(f"unexpected frame: {frame}")
+
+
+async def assert_next_is_sentinel_elsewhere(
+    server: LiveServer, key: str, *sockets: ClientConnection, room: int | None = None
+) -> None:
+    """Prove that nothing arrived on `sockets` before now, without waiting: every socket subscribes
+    to a public room (the `subscribed` reply must be next), the owner of `key` posts there and the
+    message must be each socket's very next frame. A server's hub hands a socket what it publishes
+    in order, so anything sent to the socket earlier would come first. The room is `room` (a public
+    room `key` may post in) or else a new one of `key`'s owner (whose own feed gets a room:created:
+    pass `room` when a socket follows that feed)."""
+    created = None
+    if room is None:
+        status, created = await server.arequest("POST", "/v1/rooms", key, {"name": f"sentinel {next(_sentinel_rooms)}"})
+        assert status == 201, created
+        room = int(created["id"].removeprefix("room_"))
+    channel = f"room:{room}"
+    for ws in sockets:
+        reply = await request_reply(ws, {"type": "subscribe", "channel": channel, "ref": "sentinel"})
+        assert reply["type"] == "subscribed", f"expected the sentinel room's subscribed, got {reply}"
+    status, message = await server.arequest("POST", f"/v1/rooms/{room}/messages", key, {"content": "sentinel"})
+    assert status == 201, message
+    for ws in sockets:
+        frame = await recv_json(ws)
+        assert (frame["type"], frame["data"].get("id")) == ("message:new", message["id"]), f"expected the sentinel, got {frame}"
+        if created is not None:  # leave the socket's subscriptions as they were
+            reply = await request_reply(ws, {"type": "unsubscribe", "channel": channel, "ref": "sentinel"})
+            assert reply == {"type": "unsubscribed", "channel": channel, "ref": "sentinel"}, reply
 
 
 async def send_json(ws: ClientConnection, frame: Any) -> None:
@@ -173,48 +198,6 @@ async def request_when_allowed(ws: ClientConnection, frame: dict[str, Any], time
 async def request_reply(ws: ClientConnection, frame: Any) -> dict[str, Any]:
     await send_json(ws, frame)
     return await recv_json(ws)
-
-
-# --- helpers for exact frame assertions --------------------------------------------------------
-class _AnyText:
-    """Equal to any non-empty string: for the human-readable `message` of error frames, whose wording
-    the contract leaves open, while the rest of the frame is compared exactly."""
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, str) and bool(other)
-
-    def __repr__(self) -> str:
-        return "<any text>"
-
-
-class _Timestamp:
-    """Equal to an ISO 8601 UTC timestamp ending in `Z`."""
-
-    _PATTERN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, str) and bool(self._PATTERN.fullmatch(other))
-
-    def __repr__(self) -> str:
-        return "<ISO 8601 timestamp with Z>"
-
-
-TEXT = _AnyText()
-TIMESTAMP = _Timestamp()
-
-
-def room_updated_data(room: dict[str, Any]) -> dict[str, Any]:
-    """The data of room:updated: the room as REST answered it, without the requester's `is_member`
-    (one frame goes to every subscriber, members or not)."""
-    return {key: value for key, value in room.items() if key != "is_member"}
-
-
-def error_frame(code: str, ref: str | int | None = None) -> dict[str, Any]:
-    """The exact shape of an error frame (the message text is any non-empty string)."""
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": TEXT}
-    if ref is not None:
-        frame["ref"] = ref
-    return frame
 
 
 async def recv_close(ws: ClientConnection, timeout: float = RECV_TIMEOUT) -> int | None:

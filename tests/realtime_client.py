@@ -4,8 +4,8 @@
 socket at the end, so that no consumer task outlives its test. `opened(...)` does the same for
 handshakes a test wants to watch from the very first message.
 """
+import itertools
 import json
-import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,46 +14,37 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from retrochat.asgi import application
+from rooms import services as room_services
+from tests import factories
+from tests.support import TIMESTAMP
 
 PATH = "/v1/realtime"
 FRAME_TIMEOUT = 2.0  # for frames that must arrive
-SILENCE_SECONDS = 0.3  # for proving that nothing arrives
+SILENCE_SECONDS = 0.3  # for proving that nothing arrives, where no sentinel can
+SENTINEL = "sentinel"
+_sentinel_rooms = itertools.count(1)
 
 sync = database_sync_to_async
 
-_ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z", re.ASCII)
+async def make_sentinel(author: Any, *, room: Any = None, conversation: Any = None, event: str = "message:new") -> tuple[str, str]:
+    """Make a known change on a channel a socket follows, to prove that nothing arrived before it
+    without waiting: the hub hands a socket what the channel layer carries in publish order, so
+    anything sent to it earlier comes first. The change is a message by `author` in `room` or
+    `conversation`, or with `event="room:updated"` a new topic for `room`, or with
+    "message:deleted" a message posted and deleted. Returns (event type, data id) for `assert_next_is`."""
+    return event, await sync(_sentinel_change)(author, room, conversation, event)
 
 
-class _IsoTimestamp:
-    """Equal to any ISO 8601 UTC timestamp ending in `Z` (server clock readings a test cannot know)."""
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, str) and _ISO_Z.fullmatch(other) is not None
-
-    def __repr__(self) -> str:
-        return "<ISO 8601 timestamp ending in Z>"
-
-
-class _HumanText:
-    """Equal to any non-empty string: error `message`s are for people, their wording is not contract."""
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, str) and bool(other.strip())
-
-    def __repr__(self) -> str:
-        return "<non-empty message text>"
-
-
-ISO_TIMESTAMP = _IsoTimestamp()
-TEXT = _HumanText()
-
-
-def error(code: str, ref: str | int | None = None) -> dict[str, Any]:
-    """The error frame, with its human-readable message left open."""
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": TEXT}
-    if ref is not None:
-        frame["ref"] = ref
-    return frame
+def _sentinel_change(author: Any, room: Any, conversation: Any, event: str) -> str:
+    if event == "room:updated":
+        room.refresh_from_db()
+        room_services.room_update(room=room, topic=f"{SENTINEL} {room.topic}"[:200])
+        return f"room_{room.pk}"
+    message = factories.make_message(author, room=room, conversation=conversation, content=SENTINEL)
+    message_id = f"msg_{message.pk}"
+    if event == "message:deleted":
+        room_services.message_delete(message=message)
+    return message_id
 
 
 def bearer(key: str) -> tuple[bytes, bytes]:
@@ -106,7 +97,25 @@ class Socket:
         assert message["type"] == "websocket.close", message
         return message.get("code", 1000)
 
+    async def assert_next_is(self, sentinel: tuple[str, str]) -> None:
+        """The very next frame is the sentinel's event (`make_sentinel`): nothing arrived before it."""
+        frame = await self.receive()
+        assert (frame.get("type"), frame.get("data", {}).get("id")) == sentinel, f"expected the sentinel {sentinel}, got {frame}"
+
+    async def assert_next_is_sentinel(self, author: Any, **where: Any) -> None:
+        """Nothing arrived before now, proved without waiting (see `make_sentinel`)."""
+        await self.assert_next_is(await make_sentinel(author, **where))
+
+    async def assert_next_is_sentinel_elsewhere(self, owner: Any) -> None:
+        """Nothing arrived before now, for a socket that follows no channel a sentinel could use
+        (or has lost access to it): it subscribes to a new public room of `owner` and gets that
+        room's sentinel as its very next frame."""
+        room = await sync(factories.make_room)(owner, f"{SENTINEL} {next(_sentinel_rooms)}")
+        await self.subscribe(f"room:{room.pk}")
+        await self.assert_next_is_sentinel(owner, room=room)
+
     async def assert_silent(self) -> None:
+        """Nothing arrives for SILENCE_SECONDS: only where no sentinel event can prove it (tests/support.py)."""
         if not await self.communicator.receive_nothing(timeout=SILENCE_SECONDS):
             unexpected = await self.communicator.receive_output(timeout=FRAME_TIMEOUT)
             raise AssertionError(f"unexpected output: {unexpected}")
@@ -114,7 +123,7 @@ class Socket:
     async def assert_alive(self) -> None:
         """The connection still answers: a ping gets its pong."""
         reply = await self.request({"type": "ping", "ref": "alive?"})
-        assert reply == {"type": "pong", "ref": "alive?", "server_time": ISO_TIMESTAMP}
+        assert reply == {"type": "pong", "ref": "alive?", "server_time": TIMESTAMP}
 
     async def disconnect(self) -> None:
         future = self.communicator.future

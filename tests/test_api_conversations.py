@@ -1,20 +1,15 @@
 """REST: direct conversations and their messages."""
-from datetime import UTC, datetime
 
 import pytest
 
 from rooms.models import Conversation, Message
 from tests import factories
+from tests.support import iso, message_data, validation_error
 
 pytestmark = pytest.mark.django_db
 
 NOT_FOUND = {"code": "NOT_FOUND", "message": "Not found."}
 MALFORMED_USER_ID = "Not a valid user id; expected 'user_12' or a positive integer."
-
-
-def iso(moment: datetime) -> str:
-    """A timestamp as the API renders it: ISO 8601 in UTC with a `Z`."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def conversation_body(conversation: Conversation) -> dict:
@@ -24,23 +19,6 @@ def conversation_body(conversation: Conversation) -> dict:
         "participants": [f"user_{low}", f"user_{high}"],
         "created_at": iso(conversation.created_at),
     }
-
-
-def message_body(message: Message) -> dict:
-    message = Message.objects.get(pk=message.pk)
-    return {
-        "id": f"msg_{message.pk}",
-        "conversation_id": f"conv_{message.conversation_id}",
-        "user_id": f"user_{message.author_id}",
-        "content": message.content,
-        "created_at": iso(message.created_at),
-        "updated_at": iso(message.updated_at),
-        "edited_at": iso(message.edited_at) if message.edited_at else None,
-    }
-
-
-def validation_error(**details: list[str]) -> dict:
-    return {"code": "VALIDATION_ERROR", "message": "The request is not valid; see details.", "details": details}
 
 
 @pytest.fixture
@@ -246,7 +224,7 @@ def test_the_other_participant_reads_the_history_newest_first(client_for, user, 
     response = client_for(other_user).get(f"/v1/conversations/{conversation.pk}/messages")
 
     assert response.status_code == 200
-    assert response.json() == {"results": [message_body(reply), message_body(first)], "next": None, "previous": None}
+    assert response.json() == {"results": [message_data(reply), message_data(first)], "next": None, "previous": None}
 
 
 def test_a_third_user_cannot_read_the_messages(client_for, user, third_user, conversation):
@@ -285,7 +263,7 @@ def test_a_participant_reads_a_direct_message(client_for, user, other_user, conv
     response = client_for(other_user).get(f"/v1/messages/msg_{message.pk}")
 
     assert response.status_code == 200
-    assert response.json() == message_body(message)
+    assert response.json() == message_data(message)
 
 
 def test_a_third_user_cannot_read_a_direct_message(client_for, user, third_user, conversation):
@@ -316,7 +294,7 @@ def test_the_author_edits_a_direct_message(api, user, conversation):
 
     assert response.status_code == 200
     assert Message.objects.get(pk=message.pk).content == "fixed"
-    assert response.json() == message_body(message)
+    assert response.json() == message_data(message)
 
 
 def test_the_other_participant_cannot_edit_a_direct_message(client_for, user, other_user, conversation):
@@ -357,4 +335,4 @@ def test_after_catches_up_on_a_conversation_oldest_first(api, user, other_user, 
     response = api.get(f"/v1/conversations/{conversation.pk}/messages", {"after": f"msg_{seen.pk}"})
 
     assert response.status_code == 200
-    assert response.json() == {"results": [message_body(m) for m in later], "next": None, "previous": None}
+    assert response.json() == {"results": [message_data(m) for m in later], "next": None, "previous": None}

@@ -1,12 +1,12 @@
 """REST: room message history, posting, and single messages."""
 import base64
-from datetime import UTC, datetime
 
 import pytest
 
 from rooms import services
 from rooms.models import Message
 from tests import factories
+from tests.support import iso, message_data, validation_error
 
 pytestmark = pytest.mark.django_db
 
@@ -26,36 +26,13 @@ def in_form(form, prefix: str, pk: int) -> str:
     return form(pk) if form else f"{prefix}_{pk}"
 
 
-def iso(moment: datetime) -> str:
-    """A timestamp as the API renders it: ISO 8601 in UTC with a `Z`."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def message_body(message: Message) -> dict:
-    """The room message as stored now, in the shape REST answers."""
-    message = Message.objects.get(pk=message.pk)
-    return {
-        "id": f"msg_{message.pk}",
-        "room_id": f"room_{message.room_id}",
-        "user_id": f"user_{message.author_id}",
-        "content": message.content,
-        "created_at": iso(message.created_at),
-        "updated_at": iso(message.updated_at),
-        "edited_at": iso(message.edited_at) if message.edited_at else None,
-    }
-
-
 def b64(text: str) -> str:
     """A cursor crafted by hand, encoded the way DRF encodes its own."""
     return base64.b64encode(text.encode()).decode()
 
 
-def validation_error(**details: list[str]) -> dict:
-    return {"code": "VALIDATION_ERROR", "message": "The request is not valid; see details.", "details": details}
-
-
 def page(*messages: Message) -> dict:
-    return {"results": [message_body(m) for m in messages], "next": None, "previous": None}
+    return {"results": [message_data(m) for m in messages], "next": None, "previous": None}
 
 
 @pytest.fixture
@@ -126,7 +103,7 @@ def test_a_member_of_a_private_room_posts_a_message(api, user, other_user):
     response = post(api, room)
 
     assert response.status_code == 201
-    assert response.json() == message_body(Message.objects.get())
+    assert response.json() == message_data(Message.objects.get())
 
 
 def test_the_server_never_renders_html(api, room):
@@ -414,7 +391,7 @@ def test_history_pages_by_limit(api, user, room):
 
     assert response.status_code == 200
     body = response.json()
-    assert body["results"] == [message_body(messages[2]), message_body(messages[1])]
+    assert body["results"] == [message_data(messages[2]), message_data(messages[1])]
     assert body["previous"] is None
     assert body["next"].startswith(f"http://testserver/v1/rooms/{room.pk}/messages?")
     assert "limit=2" in body["next"]
@@ -428,7 +405,7 @@ def test_the_last_page_has_no_next_link_and_a_previous_link(api, user, room):
 
     assert response.status_code == 200
     body = response.json()
-    assert body["results"] == [message_body(messages[0])]
+    assert body["results"] == [message_data(messages[0])]
     assert body["next"] is None
     assert body["previous"] is not None
 
@@ -458,7 +435,7 @@ def test_following_previous_links_goes_back_to_the_newest(api, user, room):
     response = api.get(second["previous"])
 
     assert response.status_code == 200
-    assert response.json()["results"] == [message_body(messages[3]), message_body(messages[2])]
+    assert response.json()["results"] == [message_data(messages[3]), message_data(messages[2])]
 
 
 # --- catch-up: ?after=<message id> --------------------------------------------------------------
@@ -482,9 +459,9 @@ def test_after_pages_continue_towards_the_newest(api, user, room):
     third = api.get(second["next"]).json()
 
     assert [page["results"] for page in (first, second, third)] == [
-        [message_body(m) for m in later[0:2]],
-        [message_body(m) for m in later[2:4]],
-        [message_body(later[4])],
+        [message_data(m) for m in later[0:2]],
+        [message_data(m) for m in later[2:4]],
+        [message_data(later[4])],
     ]
     assert third["next"] is None
 
@@ -541,7 +518,7 @@ def test_the_default_page_holds_50_messages(api, user, room):
 
     assert [item["id"] for item in body["results"]] == [f"msg_{m.pk}" for m in reversed(messages[1:])]
     assert body["next"] is not None
-    assert api.get(body["next"]).json()["results"] == [message_body(messages[0])]
+    assert api.get(body["next"]).json()["results"] == [message_data(messages[0])]
 
 
 def test_a_limit_of_100_is_accepted(api, user, room):
@@ -594,7 +571,7 @@ def test_reading_a_message_in_a_public_room(api, other_user, form):
     response = api.get(f"/v1/messages/{in_form(form, 'msg', message.pk)}")
 
     assert response.status_code == 200
-    assert response.json() == message_body(message)
+    assert response.json() == message_data(message)
 
 
 def test_reading_a_message_in_a_private_room_i_cannot_see_answers_404(api, other_user, private_room):
@@ -624,7 +601,7 @@ def test_the_author_edits_a_message(api, user, room, form):
 
     assert response.status_code == 200
     assert Message.objects.get(pk=message.pk).content == "fixed"
-    assert response.json() == message_body(message)
+    assert response.json() == message_data(message)
 
 
 def test_an_edit_sets_edited_at(api, user, room):
@@ -643,7 +620,7 @@ def test_an_edit_to_the_same_content_leaves_the_message_unedited(api, user, room
     response = api.patch(f"/v1/messages/{message.pk}", {"content": " same "}, format="json")
 
     assert response.status_code == 200
-    assert response.json() == message_body(message)
+    assert response.json() == message_data(message)
     assert response.json()["edited_at"] is None
 
 

@@ -1,5 +1,4 @@
 """REST: rooms and their members."""
-from datetime import UTC, datetime
 
 import pytest
 
@@ -7,6 +6,7 @@ from rooms import services
 from rooms.models import Membership, Room
 from tests import factories
 from users.models import User
+from tests.support import iso, room_data, validation_error
 
 pytestmark = pytest.mark.django_db
 
@@ -14,31 +14,14 @@ NOT_FOUND = {"code": "NOT_FOUND", "message": "Not found."}
 ROOM_ADMINS_ONLY = {"code": "FORBIDDEN", "message": "Only the room's owner and admins can do this."}
 OWNER_ADDS_ADMINS = {"code": "FORBIDDEN", "message": "Only the room's owner can add admins."}
 OWNER_CANNOT_BE_REMOVED = {"code": "FORBIDDEN", "message": "The room's owner cannot be removed."}
-VALIDATION_ERROR = {"code": "VALIDATION_ERROR", "message": "The request is not valid; see details."}
 
 # The two forms of an id that every URL path accepts.
 ID_FORMS = [pytest.param(str, id="bare"), pytest.param(lambda pk: f"room_{pk}", id="prefixed")]
 
 
-def iso(moment: datetime) -> str:
-    """A timestamp as the API renders it: ISO 8601 in UTC with a `Z`."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def room_body(room: Room, viewer: User) -> dict:
     """The room as stored now, in the shape REST answers to `viewer`."""
-    room = Room.objects.get(pk=room.pk)
-    return {
-        "id": f"room_{room.pk}",
-        "name": room.name,
-        "topic": room.topic,
-        "is_private": room.is_private,
-        "created_by": f"user_{room.created_by_id}",
-        "created_at": iso(room.created_at),
-        "updated_at": iso(room.updated_at),
-        "member_count": room.memberships.count(),
-        "is_member": room.memberships.filter(user=viewer).exists(),
-    }
+    return {**room_data(room), "is_member": room.memberships.filter(user=viewer).exists()}
 
 
 def member_body(membership: Membership) -> dict:
@@ -55,10 +38,6 @@ def member_body(membership: Membership) -> dict:
         "role": membership.role,
         "joined_at": iso(membership.created_at),
     }
-
-
-def validation_error(**details: list[str]) -> dict:
-    return {**VALIDATION_ERROR, "details": details}
 
 
 def snapshot(room: Room) -> tuple:

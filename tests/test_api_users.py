@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import cache
 
 from tests import factories
-from tests.openapi import SchemaCheckedClient
+from tests.support import api_client, validation_error
 from users import services
 from users.models import ApiKey
 
@@ -17,13 +17,8 @@ UNAUTHORIZED = {
     "code": "UNAUTHORIZED",
     "message": "Authentication credentials were not provided or are not valid.",
 }
-INVALID = "The request is not valid; see details."
 KEY_FORMAT = re.compile(r"rc_[A-Za-z0-9_-]{32,}")
 KEY_FIELDS = {"id", "name", "prefix", "created_at", "last_used_at", "expires_at"}
-
-
-def validation_error(details: dict) -> dict:
-    return {"code": "VALIDATION_ERROR", "message": INVALID, "details": details}
 
 
 def profile(user, **changes) -> dict:
@@ -36,12 +31,6 @@ def profile(user, **changes) -> dict:
         "last_seen_at": None,
         **changes,
     }
-
-
-def bearer(key: str) -> SchemaCheckedClient:
-    client = SchemaCheckedClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
 
 
 # --- /v1/users/me ------------------------------------------------------------------------------
@@ -109,7 +98,7 @@ def test_patch_me_cannot_change_username(api, user):
     response = api.patch(ME, {"username": "root"}, format="json")
 
     assert response.status_code == 400
-    assert response.json() == validation_error({"username": ["Unknown field."]})
+    assert response.json() == validation_error(username=["Unknown field."])
     user.refresh_from_db()
     assert user.username == "ada"
 
@@ -159,7 +148,7 @@ def test_patch_me_rejects_invalid_input(api, user, body, details):
     response = api.patch(ME, body, format="json")
 
     assert response.status_code == 400
-    assert response.json() == validation_error(details)
+    assert response.json() == validation_error(**details)
     user.refresh_from_db()
     assert (user.display_name, user.avatar_url) == ("Ada", "")
 
@@ -168,7 +157,7 @@ def test_patch_me_rejects_a_lone_surrogate(api, user):
     response = api.patch(ME, data='{"display_name": "Ada \\ud800"}', content_type="application/json")
 
     assert response.status_code == 400
-    assert response.json() == validation_error({"display_name": ["Surrogate characters are not allowed: U+D800."]})
+    assert response.json() == validation_error(display_name=["Surrogate characters are not allowed: U+D800."])
     user.refresh_from_db()
     assert user.display_name == "Ada"
 
@@ -184,9 +173,7 @@ def test_patch_me_with_a_json_array_is_a_validation_error(api, user):
     response = api.patch(ME, [], format="json")
 
     assert response.status_code == 400
-    assert response.json() == validation_error(
-        {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}
-    )
+    assert response.json() == validation_error(non_field_errors=["Invalid data. Expected a dictionary, but got list."])
 
 
 # --- /v1/users/{id} ----------------------------------------------------------------------------
@@ -264,7 +251,7 @@ def test_create_key_with_a_future_expiry(api, user):
 def test_created_key_authenticates(api, user):
     secret = api.post(KEYS, {"name": "laptop"}, format="json").json()["key"]
 
-    response = bearer(secret).get(ME)
+    response = api_client(secret).get(ME)
 
     assert response.status_code == 200
     assert response.json()["id"] == f"user_{user.pk}"
@@ -290,7 +277,7 @@ def test_create_key_rejects_invalid_input(api, user, body, details):
     response = api.post(KEYS, body, format="json")
 
     assert response.status_code == 400
-    assert response.json() == validation_error(details)
+    assert response.json() == validation_error(**details)
     assert ApiKey.objects.count() == keys_before
 
 
@@ -299,7 +286,7 @@ def test_list_keys_shows_mine_newest_first_without_secrets(user, other_user):
     second, second_secret = services.api_key_create(user=user, name="second")
     _, others_secret = services.api_key_create(user=other_user, name="bob's")
 
-    response = bearer(second_secret).get(KEYS)
+    response = api_client(second_secret).get(KEYS)
 
     assert response.status_code == 200
     body = response.json()
@@ -315,13 +302,13 @@ def test_list_keys_shows_mine_newest_first_without_secrets(user, other_user):
 
 def test_delete_key_revokes_it(user):
     api_key, secret = services.api_key_create(user=user, name="doomed")
-    client = bearer(factories.make_key(user))
+    client = api_client(factories.make_key(user))
 
     response = client.delete(f"{KEYS}/key_{api_key.pk}")
 
     assert response.status_code == 204
     assert response.content == b""
-    assert bearer(secret).get(ME).status_code == 401
+    assert api_client(secret).get(ME).status_code == 401
     listed = [item["id"] for item in client.get(KEYS).json()["results"]]
     assert f"key_{api_key.pk}" not in listed
 
@@ -329,15 +316,15 @@ def test_delete_key_revokes_it(user):
 def test_delete_key_accepts_a_bare_id(user):
     api_key, secret = services.api_key_create(user=user, name="doomed")
 
-    response = bearer(factories.make_key(user)).delete(f"{KEYS}/{api_key.pk}")
+    response = api_client(factories.make_key(user)).delete(f"{KEYS}/{api_key.pk}")
 
     assert response.status_code == 204
-    assert bearer(secret).get(ME).status_code == 401
+    assert api_client(secret).get(ME).status_code == 401
 
 
 def test_a_key_can_revoke_itself(user):
     api_key, secret = services.api_key_create(user=user, name="self")
-    client = bearer(secret)
+    client = api_client(secret)
 
     assert client.delete(f"{KEYS}/key_{api_key.pk}").status_code == 204
 
@@ -353,7 +340,7 @@ def test_deleting_another_users_key_is_not_found_and_keeps_it(api, other_user):
 
     assert response.status_code == 404
     assert response.json() == NOT_FOUND
-    assert bearer(secret).get(ME).status_code == 200
+    assert api_client(secret).get(ME).status_code == 200
     api_key.refresh_from_db()
     assert api_key.revoked_at is None
 
@@ -532,7 +519,7 @@ def test_more_than_a_hundred_ids_are_rejected(api, user):
     response = api.get(USERS, {"ids": ",".join(str(pk) for pk in range(1, 102))})
 
     assert response.status_code == 400
-    assert response.json() == validation_error({"ids": ["At most 100 ids."]})
+    assert response.json() == validation_error(ids=["At most 100 ids."])
 
 
 @pytest.mark.parametrize("ids", ["user_x", "1,,2", "room_1", "0", "1;2"])
@@ -548,7 +535,7 @@ def test_ids_are_one_page_so_limit_is_rejected(api, user):
     response = api.get(USERS, {"ids": f"user_{user.pk}", "limit": "10"})
 
     assert response.status_code == 400
-    assert response.json() == validation_error({"limit": ["Not used with ids: the answer holds every user asked for."]})
+    assert response.json() == validation_error(limit=["Not used with ids: the answer holds every user asked for."])
 
 
 def test_search_matches_username_or_display_name_ignoring_case_newest_first(api, user, other_user, third_user):
@@ -576,21 +563,21 @@ def test_exactly_one_of_ids_and_search_is_required(api, user, query):
     response = api.get(USERS, query)
 
     assert response.status_code == 400
-    assert response.json() == validation_error(EITHER)
+    assert response.json() == validation_error(**EITHER)
 
 
 def test_a_blank_search_is_rejected(api, user):
     response = api.get(USERS, {"search": "  "})
 
     assert response.status_code == 400
-    assert response.json() == validation_error({"search": ["This field may not be blank."]})
+    assert response.json() == validation_error(search=["This field may not be blank."])
 
 
 def test_the_user_list_rejects_unknown_query_parameters(api, user):
     response = api.get(USERS, {"search": "ada", "sort": "name"})
 
     assert response.status_code == 400
-    assert response.json() == validation_error({"sort": ["Unknown query parameter."]})
+    assert response.json() == validation_error(sort=["Unknown query parameter."])
 
 
 def test_the_user_list_requires_authentication(anon, db):

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from tests import factories
 from tests.openapi import SchemaCheckedClient
+from tests.support import api_client
 from users import services
 from retrochat.logs import RedactingFormatter
 from users.models import ApiKey
@@ -24,12 +25,6 @@ KEY_FORMAT = re.compile(r"rc_[A-Za-z0-9_-]{32,}")
 UNKNOWN_KEY = "rc_" + "A" * 43
 
 pytestmark = pytest.mark.django_db
-
-
-def bearer(key: str) -> SchemaCheckedClient:
-    client = SchemaCheckedClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
 
 
 def with_header(value: str) -> SchemaCheckedClient:
@@ -70,7 +65,7 @@ def test_missing_authorization_header_is_unauthorized(anon):
 
 
 def test_malformed_key_is_unauthorized(user):
-    assert_unauthorized(bearer("not-a-key").get(ME))
+    assert_unauthorized(api_client("not-a-key").get(ME))
 
 
 def test_bearer_without_a_key_is_unauthorized(user):
@@ -87,28 +82,28 @@ def test_non_ascii_key_is_unauthorized(user):
 
 
 def test_unknown_well_formed_key_is_unauthorized(user):
-    assert_unauthorized(bearer(UNKNOWN_KEY).get(ME))
+    assert_unauthorized(api_client(UNKNOWN_KEY).get(ME))
 
 
 def test_key_with_a_known_prefix_but_wrong_secret_is_unauthorized(user):
     key = factories.make_key(user)
     forged = key[:11] + ("B" if key[11] != "B" else "C") + key[12:]
-    assert_unauthorized(bearer(forged).get(ME))
+    assert_unauthorized(api_client(forged).get(ME))
 
 
 def test_expired_key_is_unauthorized(user):
-    assert_unauthorized(bearer(expired_key(user)).get(ME))
+    assert_unauthorized(api_client(expired_key(user)).get(ME))
 
 
 def test_revoked_key_is_unauthorized(user):
-    assert_unauthorized(bearer(revoked_key(user)).get(ME))
+    assert_unauthorized(api_client(revoked_key(user)).get(ME))
 
 
 def test_key_of_an_inactive_user_is_unauthorized(user):
     key = factories.make_key(user)
     user.is_active = False
     user.save(update_fields=["is_active"])
-    assert_unauthorized(bearer(key).get(ME))
+    assert_unauthorized(api_client(key).get(ME))
 
 
 def test_basic_scheme_is_unauthorized(user):
@@ -121,12 +116,12 @@ def test_every_rejection_has_a_byte_identical_body(user, other_user):
     other_user.save(update_fields=["is_active"])
     clients = {
         "missing": SchemaCheckedClient(),
-        "malformed": bearer("not-a-key"),
+        "malformed": api_client("not-a-key"),
         "bearer without key": with_header("Bearer"),
-        "unknown": bearer(UNKNOWN_KEY),
-        "expired": bearer(expired_key(user)),
-        "revoked": bearer(revoked_key(user)),
-        "inactive user": bearer(inactive_key),
+        "unknown": api_client(UNKNOWN_KEY),
+        "expired": api_client(expired_key(user)),
+        "revoked": api_client(revoked_key(user)),
+        "inactive user": api_client(inactive_key),
         "basic scheme": with_header("Basic YWRhOnBhc3N3b3Jk"),
     }
 
@@ -136,7 +131,7 @@ def test_every_rejection_has_a_byte_identical_body(user, other_user):
 
 
 def test_unauthorized_answer_is_the_same_on_a_write(user):
-    response = bearer(revoked_key(user)).patch(ME, {"display_name": "Mallory"}, format="json")
+    response = api_client(revoked_key(user)).patch(ME, {"display_name": "Mallory"}, format="json")
 
     assert_unauthorized(response)
     user.refresh_from_db()
@@ -147,7 +142,7 @@ def test_unauthorized_answer_is_the_same_on_a_write(user):
 
 
 def test_valid_key_authenticates_as_its_user(user):
-    response = bearer(factories.make_key(user)).get(ME)
+    response = api_client(factories.make_key(user)).get(ME)
 
     assert response.status_code == 200
     assert response.json()["id"] == f"user_{user.pk}"
@@ -163,14 +158,14 @@ def test_scheme_keyword_is_case_insensitive(user):
 def test_key_with_a_future_expiry_authenticates(user):
     _, secret = services.api_key_create(user=user, name="soon", expires_at=timezone.now() + timedelta(days=1))
 
-    assert bearer(secret).get(ME).status_code == 200
+    assert api_client(secret).get(ME).status_code == 200
 
 
 def test_last_used_at_is_set_on_first_use(user):
     api_key, secret = services.api_key_create(user=user, name="fresh")
     assert api_key.last_used_at is None
 
-    assert bearer(secret).get(ME).status_code == 200
+    assert api_client(secret).get(ME).status_code == 200
 
     api_key.refresh_from_db()
     assert api_key.last_used_at is not None
@@ -181,7 +176,7 @@ def test_last_used_at_is_not_rewritten_within_a_minute(user):
     recently = timezone.now() - timedelta(seconds=30)
     ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=recently)
 
-    assert bearer(secret).get(ME).status_code == 200
+    assert api_client(secret).get(ME).status_code == 200
 
     api_key.refresh_from_db()
     assert api_key.last_used_at == recently
@@ -192,7 +187,7 @@ def test_last_used_at_is_rewritten_after_a_minute(user):
     earlier = timezone.now() - timedelta(minutes=2)
     ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=earlier)
 
-    assert bearer(secret).get(ME).status_code == 200
+    assert api_client(secret).get(ME).status_code == 200
 
     api_key.refresh_from_db()
     assert api_key.last_used_at > earlier
@@ -202,7 +197,7 @@ def test_rejected_key_does_not_touch_last_used_at(user):
     api_key, secret = services.api_key_create(user=user, name="revoked")
     services.api_key_revoke(api_key=api_key)
 
-    assert_unauthorized(bearer(secret).get(ME))
+    assert_unauthorized(api_client(secret).get(ME))
 
     api_key.refresh_from_db()
     assert api_key.last_used_at is None
@@ -244,12 +239,12 @@ def test_keys_never_reach_the_logs(user, other_user, caplog, settings):
     revoked = revoked_key(other_user)
     expired = expired_key(other_user)
 
-    assert bearer(valid).get(ME).status_code == 200
-    assert bearer(valid).patch(ME, {"display_name": "Ada L."}, format="json").status_code == 200
-    assert bearer(valid).get("/v1/no-such-endpoint").status_code == 404
-    assert_unauthorized(bearer(revoked).get(ME))
-    assert_unauthorized(bearer(expired).get(ME))
-    assert_unauthorized(bearer(UNKNOWN_KEY).get(ME))
+    assert api_client(valid).get(ME).status_code == 200
+    assert api_client(valid).patch(ME, {"display_name": "Ada L."}, format="json").status_code == 200
+    assert api_client(valid).get("/v1/no-such-endpoint").status_code == 404
+    assert_unauthorized(api_client(revoked).get(ME))
+    assert_unauthorized(api_client(expired).get(ME))
+    assert_unauthorized(api_client(UNKNOWN_KEY).get(ME))
 
     assert caplog.records, "expected the requests to log something (SQL at least)"
     for secret in (valid, revoked, expired, UNKNOWN_KEY):

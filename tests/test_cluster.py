@@ -9,8 +9,7 @@ import pytest
 from django.conf import settings
 
 from tests import factories
-from tests.live import LiveServer, assert_no_frame, recv_json, request_reply
-from tests.support import POSITION
+from tests.live import LiveServer, assert_silent, recv_json, request_reply
 
 pytestmark = pytest.mark.skipif(
     not settings.REDIS_URL, reason="needs REDIS_URL: processes share events and presence through Redis"
@@ -66,13 +65,13 @@ async def test_a_user_with_a_tab_on_each_process_goes_online_once_and_offline_on
         assert (online["type"], online["data"]["user_id"], online["data"]["status"]) == ("user:online", f"user_{bob.pk}", "online")
         tab_b = await b.connect(people["bob_key"])
         await connected(tab_b)
-        await assert_no_frame(observer, 0.5)  # the second tab is no transition
+        await assert_silent(observer, 0.5)  # the second tab is no transition
         await tab_a.close()
-        await assert_no_frame(observer, 0.5)  # one tab still open, on the other process
+        await assert_silent(observer, 0.5)  # one tab still open, on the other process
         await tab_b.close()
         offline = await recv_json(observer)
         assert (offline["type"], offline["data"]["user_id"], offline["data"]["status"]) == ("user:offline", f"user_{bob.pk}", "offline")
-        await assert_no_frame(observer, 0.5)
+        await assert_silent(observer, 0.5)
     status, profile = await a.arequest("GET", f"/v1/users/{bob.pk}", people["ada_key"])
     assert (status, profile["status"]) == (200, "offline")
     assert profile["last_seen_at"] is not None

@@ -1,55 +1,41 @@
-"""Events as specified: every change emits exactly one event per channel, with the
-exact frame, whichever way it was made (REST, the Django admin, plain ORM code); nothing is sent for
-a rolled-back change; deleting a room sends `room:deleted` and nothing else.
+"""Events as specified: every change emits exactly the events it should, in order, with the exact
+frames, whichever way it was made (REST, the Django admin, plain ORM code); nothing is sent for a
+rolled-back change; deleting a room sends `room:deleted` and nothing else.
 
-Each test joins the channel-layer groups of the channels involved (and of bystanders that must stay
-silent) before the change, compares whole decoded frames with `==`, then proves that nothing else
-arrived. Expected payloads are built here from the database, not by the code under test.
+Each test captures at the publish boundary (tests/support.py `capture_events`, as Zulip's
+`capture_send_event_calls`): the change runs in the test's transaction, its on-commit callbacks run
+when the `capture()` block ends, and the test compares the whole list of published frames with `==`.
+Every logged event's offset is checked to follow its stream's previous one under the same epoch.
+Expected payloads are built from the database (tests/support.py), not by the code under test. The
+delivery of these frames to sockets is tested in test_realtime_delivery.py and end to end in
+test_live_events.py.
 """
-import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from channels.db import database_sync_to_async
 from django.db import transaction
-from django.test import AsyncClient
+from django.test import Client
 from django.utils import timezone
 
 from realtime.channel_names import parse_channel
 from rooms import services as room_services
 from rooms.models import Conversation, Membership, Message, Room
 from tests import factories
-from tests.openapi import check_response
-from tests.layer import LayerListener
+from tests.openapi import SchemaCheckedClient
+from tests.support import (
+    TIMESTAMP,
+    iso,
+    message_deleted_frame,
+    message_frame,
+    room_data,
+    room_deleted_frame,
+    room_updated_frame,
+)
 from users.models import User
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-sync = database_sync_to_async
-
-_ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z", re.ASCII)
-
-
-class _IsoTimestamp:
-    """Equal to any ISO 8601 UTC timestamp ending in `Z`: for server clock readings (`deleted_at`,
-    `timestamp`) whose value a test cannot know and must not guess."""
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, str) and _ISO_Z.fullmatch(other) is not None
-
-    def __repr__(self) -> str:
-        return "<ISO 8601 timestamp ending in Z>"
-
-
-ISO_TIMESTAMP = _IsoTimestamp()
-
-
-def iso(value: datetime) -> str:
-    """How the API writes a timestamp: ISO 8601 in UTC with a `Z`."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+pytestmark = pytest.mark.django_db
 
 
 # --- The world every test starts from --------------------------------------------------------
@@ -66,13 +52,14 @@ class World:
     room_message: Message  # by bob, in the room
     dm: Message  # by ada, in the conversation
     keys: dict[int, str]
-    admin: AsyncClient
+    admin: Client
 
     def key(self, user: User) -> str:
         return self.keys[user.pk]
 
 
-def _build_world() -> dict[str, Any]:
+@pytest.fixture
+def world(db) -> World:
     ada = factories.make_user("ada")
     bob = factories.make_user("bob")
     cy = factories.make_user("cy")
@@ -84,54 +71,34 @@ def _build_world() -> dict[str, Any]:
     dm = factories.make_message(ada, conversation=conversation, content="psst")
     factories.make_message(bob, conversation=conversation, content="yes?")
     keys = {user.pk: factories.make_key(user) for user in (ada, bob, cy, root)}
-    return {
-        "ada": ada, "bob": bob, "cy": cy, "root": root, "room": room, "conversation": conversation,
-        "room_message": room_message, "dm": dm, "keys": keys,
-    }
-
-
-@pytest.fixture
-async def world(transactional_db) -> World:
-    built = await sync(_build_world)()
-    admin = AsyncClient()
-    await admin.aforce_login(built["root"])  # before any listener: logging in is no event anyway
-    return World(**built, admin=admin)
-
-
-def channels_of(w: World, *extra: str) -> list[str]:
-    """The room, the conversation and every user's feed: a change must reach only its own channel."""
-    return [
-        f"room:{w.room.pk}", f"conversation:{w.conversation.pk}",
-        *(f"user:{u.pk}" for u in (w.ada, w.bob, w.cy, w.root)), *extra,
-    ]
+    admin = Client()
+    admin.force_login(root)  # before any capture: logging in is no event anyway
+    return World(ada, bob, cy, root, room, conversation, room_message, dm, keys, admin)
 
 
 # --- Making changes ----------------------------------------------------------------------------
 
 
-async def rest(w: World, user: User, method: str, path: str, body: dict | None = None, *, expect: int) -> Any:
-    client = AsyncClient()
-    kwargs: dict[str, Any] = {"headers": {"authorization": f"Bearer {w.key(user)}"}}
-    if body is not None:
-        kwargs.update(data=body, content_type="application/json")
-    response = await getattr(client, method)(path, **kwargs)
+def rest(w: World, user: User, method: str, path: str, body: dict | None = None, *, expect: int) -> Any:
+    client = SchemaCheckedClient()  # checks every answer against the OpenAPI document
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {w.key(user)}")
+    response = getattr(client, method)(path, **({} if body is None else {"data": body, "format": "json"}))
     assert response.status_code == expect, response.content
-    check_response(method.upper(), path, response)
     return response.json() if response.content else None
 
 
-async def admin_post(w: World, path: str, data: dict[str, Any]) -> None:
+def admin_post(w: World, path: str, data: dict[str, Any]) -> None:
     """POST an admin form; a redirect means the admin accepted it (a 200 is a form with errors)."""
-    response = await w.admin.post(path, data)
+    response = w.admin.post(path, data)
     assert response.status_code == 302, response.content.decode()[:3000]
 
 
-async def admin_delete(w: World, model: str, pk: int) -> None:
-    await admin_post(w, f"/admin/rooms/{model}/{pk}/delete/", {"post": "yes"})
+def admin_delete(w: World, model: str, pk: int) -> None:
+    admin_post(w, f"/admin/rooms/{model}/{pk}/delete/", {"post": "yes"})
 
 
-async def admin_delete_selected(w: World, model: str, *pks: int) -> None:
-    await admin_post(w, f"/admin/rooms/{model}/", {"action": "delete_selected", "_selected_action": list(pks), "post": "yes"})
+def admin_delete_selected(w: World, model: str, *pks: int) -> None:
+    admin_post(w, f"/admin/rooms/{model}/", {"action": "delete_selected", "_selected_action": list(pks), "post": "yes"})
 
 
 def message_form(message: Message, **changes: Any) -> dict[str, Any]:
@@ -164,9 +131,8 @@ def _room_form(room: Room, *, new_members: tuple[User, ...] = (), delete_members
     return form
 
 
-async def admin_change_room(w: World, **kwargs: Any) -> None:
-    form = await sync(_room_form)(await sync(Room.objects.get)(pk=w.room.pk), **kwargs)
-    await admin_post(w, f"/admin/rooms/room/{w.room.pk}/change/", form)
+def admin_change_room(w: World, **kwargs: Any) -> None:
+    admin_post(w, f"/admin/rooms/room/{w.room.pk}/change/", _room_form(Room.objects.get(pk=w.room.pk), **kwargs))
 
 
 def _user_form(user: User, **changes: Any) -> dict[str, Any]:
@@ -179,59 +145,15 @@ def _user_form(user: User, **changes: Any) -> dict[str, Any]:
     return {**form, **changes}
 
 
-async def admin_change_user(w: World, user: User, **changes: Any) -> None:
-    form = await sync(_user_form)(await sync(User.objects.get)(pk=user.pk), **changes)
-    await admin_post(w, f"/admin/users/user/{user.pk}/change/", form)
-
-
-def _orm(fn: Callable[[], Any]) -> Awaitable[Any]:
-    return sync(fn)()
+def admin_change_user(w: World, user: User, **changes: Any) -> None:
+    admin_post(w, f"/admin/users/user/{user.pk}/change/", _user_form(User.objects.get(pk=user.pk), **changes))
 
 
 # --- Expected payloads, read back from the database --------------------------------------------
 
 
-def _message_data(message: Message) -> dict[str, Any]:
-    where = (
-        {"room_id": f"room_{message.room_id}"} if message.room_id is not None
-        else {"conversation_id": f"conv_{message.conversation_id}"}
-    )
-    return {
-        "id": f"msg_{message.pk}", **where, "user_id": f"user_{message.author_id}", "content": message.content,
-        "created_at": iso(message.created_at), "updated_at": iso(message.updated_at),
-        "edited_at": iso(message.edited_at) if message.edited_at else None,
-    }
-
-
-@sync
-def message_frame(event_type: str, pk: int) -> dict[str, Any]:
-    message = Message.objects.get(pk=pk)
-    channel = f"room:{message.room_id}" if message.room_id else f"conversation:{message.conversation_id}"
-    return {"type": event_type, "channel": channel, "data": _message_data(message)}
-
-
-def message_deleted_frame(message: Message) -> dict[str, Any]:
-    data = _message_data(message)
-    del data["content"], data["created_at"], data["updated_at"], data["edited_at"]
-    channel = f"room:{message.room_id}" if message.room_id else f"conversation:{message.conversation_id}"
-    return {"type": "message:deleted", "channel": channel, "data": {**data, "deleted_at": ISO_TIMESTAMP}}
-
-
-@sync
-def newest_message_pk() -> int:
-    return Message.objects.order_by("-pk").values_list("pk", flat=True)[0]
-
-
-@sync
-def room_data(pk: int) -> dict[str, Any]:
-    """The room as REST returns it, without the viewer's `is_member`: the data of room:updated."""
-    room = Room.objects.get(pk=pk)
-    return {
-        "id": f"room_{room.pk}", "name": room.name, "topic": room.topic, "is_private": room.is_private,
-        "created_by": f"user_{room.created_by_id}" if room.created_by_id else None,
-        "created_at": iso(room.created_at), "updated_at": iso(room.updated_at),
-        "member_count": room.memberships.count(),
-    }
+def newest_message() -> Message:
+    return Message.objects.order_by("-pk")[0]
 
 
 def as_member(room: dict[str, Any]) -> dict[str, Any]:
@@ -239,34 +161,27 @@ def as_member(room: dict[str, Any]) -> dict[str, Any]:
     return {**room, "is_member": True}
 
 
-def room_deleted_frame(channel: str, room_pk: int, reason: str) -> dict[str, Any]:
-    return {"type": "room:deleted", "channel": channel, "data": {"id": f"room_{room_pk}", "reason": reason}}
+def room_created_frame(user: User, room: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "room:created", "channel": f"user:{user.pk}", "data": as_member(room)}
 
 
-@sync
-def user_updated_frame(pk: int) -> dict[str, Any]:
-    user = User.objects.get(pk=pk)
+def user_updated_frame(user: User, channel: str | None = None) -> dict[str, Any]:
+    user.refresh_from_db()
     return {
         "type": "user:updated",
-        "channel": f"user:{pk}",
+        "channel": channel or f"user:{user.pk}",
         "data": {
-            "user_id": f"user_{pk}", "status": "offline", "timestamp": ISO_TIMESTAMP, "username": user.username,
+            "user_id": f"user_{user.pk}", "status": "offline", "timestamp": TIMESTAMP, "username": user.username,
             "display_name": user.display_name, "avatar_url": user.avatar_url,
             "last_seen_at": iso(user.last_seen_at) if user.last_seen_at else None,
         },
     }
 
 
-def canonical(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Frames in a fixed order: the protocol orders events within a channel, not across channels."""
-    return sorted(frames, key=lambda frame: (frame["channel"], frame["type"], frame["data"].get("id", "")))
-
-
-async def receive_exactly(listener: LayerListener, count: int) -> list[dict[str, Any]]:
-    """`count` events and then silence, in canonical order."""
-    received = await listener.events(count)
-    await listener.assert_silent()
-    return canonical(received)
+def per_channel(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Frames grouped by channel, each channel's in publish order. For deletions, whose events come
+    in the order of the ORM's cascade: the protocol orders events within a channel, not across."""
+    return sorted(frames, key=lambda frame: frame["channel"])
 
 
 def shape(frame: dict[str, Any]) -> tuple:
@@ -276,11 +191,11 @@ def shape(frame: dict[str, Any]) -> tuple:
 # --- message:new / message:updated / message:deleted -------------------------------------------
 
 
-def _post_in_room(w: World) -> Awaitable[Any]:
+def _post_in_room(w: World) -> Any:
     return rest(w, w.bob, "post", f"/v1/rooms/{w.room.pk}/messages", {"content": "  new here  "}, expect=201)
 
 
-def _post_in_conversation(w: World) -> Awaitable[Any]:
+def _post_in_conversation(w: World) -> Any:
     return rest(w, w.ada, "post", f"/v1/conversations/conv_{w.conversation.pk}/messages", {"content": "new here"}, expect=201)
 
 
@@ -288,14 +203,14 @@ NEW_MESSAGE = {
     "room": {
         "rest": _post_in_room,
         "admin": lambda w: admin_post(w, "/admin/rooms/message/add/", {"room": w.room.pk, "conversation": "", "author": w.bob.pk, "content": "new here"}),
-        "orm": lambda w: _orm(lambda: Message.objects.create(room=w.room, author=w.bob, content="new here")),
-        "service": lambda w: _orm(lambda: room_services.message_create(author=w.bob, room=w.room, content="new here")),
+        "orm": lambda w: Message.objects.create(room=w.room, author=w.bob, content="new here"),
+        "service": lambda w: room_services.message_create(author=w.bob, room=w.room, content="new here"),
     },
     "conversation": {
         "rest": _post_in_conversation,
         "admin": lambda w: admin_post(w, "/admin/rooms/message/add/", {"room": "", "conversation": w.conversation.pk, "author": w.ada.pk, "content": "new here"}),
-        "orm": lambda w: _orm(lambda: Message.objects.create(conversation=w.conversation, author=w.ada, content="new here")),
-        "service": lambda w: _orm(lambda: room_services.message_create(author=w.ada, conversation=w.conversation, content="new here")),
+        "orm": lambda w: Message.objects.create(conversation=w.conversation, author=w.ada, content="new here"),
+        "service": lambda w: room_services.message_create(author=w.ada, conversation=w.conversation, content="new here"),
     },
 }
 
@@ -306,16 +221,16 @@ def _save_content(pk: int, content: str) -> None:
     message.save()
 
 
-def _edit_message(w: World, message: Message, via: str) -> Awaitable[Any]:
+def _edit_message(w: World, message: Message, via: str) -> Any:
     author = w.bob if message.author_id == w.bob.pk else w.ada
     if via == "rest":
         return rest(w, author, "patch", f"/v1/messages/msg_{message.pk}", {"content": "edited"}, expect=200)
     if via == "admin":
         return admin_post(w, f"/admin/rooms/message/{message.pk}/change/", message_form(message, content="edited"))
-    return _orm(lambda: _save_content(message.pk, "edited"))
+    return _save_content(message.pk, "edited")
 
 
-def _delete_message(w: World, message: Message, via: str) -> Awaitable[Any]:
+def _delete_message(w: World, message: Message, via: str) -> Any:
     if via == "rest":
         return rest(w, w.ada, "delete", f"/v1/messages/{message.pk}", expect=204)
     if via == "admin":
@@ -323,48 +238,45 @@ def _delete_message(w: World, message: Message, via: str) -> Awaitable[Any]:
     if via == "admin_bulk":
         return admin_delete_selected(w, "message", message.pk)
     if via == "orm_queryset":
-        return _orm(lambda: Message.objects.filter(pk=message.pk).delete())
-    return _orm(lambda: Message.objects.get(pk=message.pk).delete())
+        return Message.objects.filter(pk=message.pk).delete()
+    return Message.objects.get(pk=message.pk).delete()
 
 
 @pytest.mark.parametrize("where", ["room", "conversation"])
 @pytest.mark.parametrize("via", ["rest", "admin", "orm", "service"])
-async def test_message_new_is_one_exact_frame_on_its_channel(world, where, via):
-    async with LayerListener(*channels_of(world)) as listener:
-        await NEW_MESSAGE[where][via](world)
-        pk = await newest_message_pk()
-        assert await receive_exactly(listener, 1) == [await message_frame("message:new", pk)]
+def test_message_new_is_one_exact_frame_on_its_channel(world, capture, where, via):
+    with capture() as frames:
+        NEW_MESSAGE[where][via](world)
+    assert frames == [message_frame(newest_message(), "message:new")]
 
 
 @pytest.mark.parametrize("where", ["room", "conversation"])
 @pytest.mark.parametrize("via", ["rest", "admin", "orm"])
-async def test_message_updated_is_one_exact_frame_on_its_channel(world, where, via):
+def test_message_updated_is_one_exact_frame_on_its_channel(world, capture, where, via):
     message = world.room_message if where == "room" else world.dm
-    async with LayerListener(*channels_of(world)) as listener:
-        await _edit_message(world, message, via)
-        expected = await message_frame("message:updated", message.pk)
-        assert expected["data"]["content"] == "edited"
-        assert expected["data"]["edited_at"] is not None
-        assert await receive_exactly(listener, 1) == [expected]
+    with capture() as frames:
+        _edit_message(world, message, via)
+    expected = message_frame(message, "message:updated")
+    assert expected["data"]["content"] == "edited"
+    assert expected["data"]["edited_at"] is not None
+    assert frames == [expected]
 
 
 @pytest.mark.parametrize("where", ["room", "conversation"])
 @pytest.mark.parametrize("via", ["rest", "admin", "admin_bulk", "orm", "orm_queryset"])
-async def test_message_deleted_is_one_exact_frame_on_its_channel(world, where, via):
+def test_message_deleted_is_one_exact_frame_on_its_channel(world, capture, where, via):
     message = world.room_message if where == "room" else world.dm
-    async with LayerListener(*channels_of(world)) as listener:
-        await _delete_message(world, message, via)
-        assert not await sync(Message.objects.filter(pk=message.pk).exists)()
-        assert await receive_exactly(listener, 1) == [message_deleted_frame(message)]
+    with capture() as frames:
+        _delete_message(world, message, via)
+    assert not Message.objects.filter(pk=message.pk).exists()
+    assert frames == [message_deleted_frame(message)]
 
 
-async def test_conversation_message_events_carry_conversation_id_and_no_room_id(world):
-    async with LayerListener(f"conversation:conv_{world.conversation.pk}") as listener:
-        created = await _post_in_conversation(world)
-        await rest(world, world.ada, "patch", f"/v1/messages/{created['id']}", {"content": "edited"}, expect=200)
-        await rest(world, world.ada, "delete", f"/v1/messages/{created['id']}", expect=204)
-        frames = await listener.events(3)
-        await listener.assert_silent()
+def test_conversation_message_events_carry_conversation_id_and_no_room_id(world, capture):
+    with capture() as frames:
+        created = _post_in_conversation(world)
+        rest(world, world.ada, "patch", f"/v1/messages/{created['id']}", {"content": "edited"}, expect=200)
+        rest(world, world.ada, "delete", f"/v1/messages/{created['id']}", expect=204)
     assert [frame["type"] for frame in frames] == ["message:new", "message:updated", "message:deleted"]
     assert [sorted(frame["data"]) for frame in frames] == [
         ["content", "conversation_id", "created_at", "edited_at", "id", "updated_at", "user_id"],
@@ -376,22 +288,20 @@ async def test_conversation_message_events_carry_conversation_id_and_no_room_id(
         assert (frame["data"]["id"], frame["data"]["conversation_id"]) == (created["id"], f"conv_{world.conversation.pk}")
 
 
-async def test_message_new_data_is_what_rest_answers(world):
-    async with LayerListener(f"room:{world.room.pk}") as listener:
-        answer = await _post_in_room(world)
-        assert await receive_exactly(listener, 1) == [{"type": "message:new", "channel": f"room:{world.room.pk}", "data": answer}]
+def test_message_new_data_is_what_rest_answers(world, capture):
+    with capture() as frames:
+        answer = _post_in_room(world)
+    assert frames == [{"type": "message:new", "channel": f"room:{world.room.pk}", "data": answer}]
     assert answer["content"] == "new here"  # trimmed, as stored
 
 
-async def test_second_save_of_a_message_is_a_second_update(world):
-    async with LayerListener(f"room:{world.room.pk}") as listener:
-        await _orm(lambda: _save_content(world.room_message.pk, "one"))
-        first = await listener.next_event()
-        await _orm(lambda: _save_content(world.room_message.pk, "two"))
-        second = await listener.next_event()
-        await listener.assert_silent()
-    assert (first["type"], first["data"]["content"]) == ("message:updated", "one")
-    assert second == await message_frame("message:updated", world.room_message.pk)
+def test_second_save_of_a_message_is_a_second_update(world, capture):
+    with capture() as first:
+        _save_content(world.room_message.pk, "one")
+    with capture() as second:
+        _save_content(world.room_message.pk, "two")
+    assert [(frame["type"], frame["data"]["content"]) for frame in first] == [("message:updated", "one")]
+    assert second == [message_frame(world.room_message, "message:updated")]
 
 
 # --- room:updated --------------------------------------------------------------------------------
@@ -407,40 +317,40 @@ UPDATE_ROOM = {
     "rest": lambda w: rest(w, w.ada, "patch", f"/v1/rooms/room_{w.room.pk}", {"topic": "retro computing"}, expect=200),
     "rest_staff": lambda w: rest(w, w.root, "patch", f"/v1/rooms/{w.room.pk}", {"topic": "retro computing"}, expect=200),
     "admin": lambda w: admin_change_room(w, topic="retro computing"),
-    "orm": lambda w: _orm(lambda: _set_topic(w.room.pk)),
-    "service": lambda w: _orm(lambda: room_services.room_update(room=Room.objects.get(pk=w.room.pk), topic="retro computing")),
+    "orm": lambda w: _set_topic(w.room.pk),
+    "service": lambda w: room_services.room_update(room=Room.objects.get(pk=w.room.pk), topic="retro computing"),
 }
 
 
 @pytest.mark.parametrize("via", list(UPDATE_ROOM))
-async def test_room_updated_is_one_exact_frame_on_the_room_channel(world, via):
-    async with LayerListener(*channels_of(world)) as listener:
-        await UPDATE_ROOM[via](world)
-        expected = {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": await room_data(world.room.pk)}
-        assert expected["data"]["topic"] == "retro computing"
-        assert expected["data"]["member_count"] == 2
-        assert await receive_exactly(listener, 1) == [expected]
+def test_room_updated_is_one_exact_frame_on_the_room_channel(world, capture, via):
+    with capture() as frames:
+        UPDATE_ROOM[via](world)
+    expected = room_updated_frame(world.room)
+    assert expected["data"]["topic"] == "retro computing"
+    assert expected["data"]["member_count"] == 2
+    assert frames == [expected]
 
 
-async def test_room_updated_data_is_what_rest_answers_without_the_viewers_is_member(world):
-    async with LayerListener(f"room:{world.room.pk}") as listener:
-        answer = await UPDATE_ROOM["rest"](world)
-        shared = {key: value for key, value in answer.items() if key != "is_member"}
-        assert await receive_exactly(listener, 1) == [{"type": "room:updated", "channel": f"room:{world.room.pk}", "data": shared}]
+def test_room_updated_data_is_what_rest_answers_without_the_viewers_is_member(world, capture):
+    with capture() as frames:
+        answer = UPDATE_ROOM["rest"](world)
+    shared = {key: value for key, value in answer.items() if key != "is_member"}
+    assert frames == [{"type": "room:updated", "channel": f"room:{world.room.pk}", "data": shared}]
 
 
-async def test_rest_patch_that_changes_nothing_sends_nothing(world):
-    async with LayerListener(*channels_of(world)) as listener:
-        await rest(world, world.ada, "patch", f"/v1/rooms/{world.room.pk}", {}, expect=200)
-        await listener.assert_silent()
+def test_rest_patch_that_changes_nothing_sends_nothing(world, capture):
+    with capture() as frames:
+        rest(world, world.ada, "patch", f"/v1/rooms/{world.room.pk}", {}, expect=200)
+    assert frames == []
 
 
-async def test_refused_room_change_sends_nothing(world):
-    async with LayerListener(*channels_of(world)) as listener:
-        await rest(world, world.bob, "patch", f"/v1/rooms/{world.room.pk}", {"topic": "mine now"}, expect=403)
-        await rest(world, world.bob, "delete", f"/v1/rooms/{world.room.pk}", expect=403)
-        await rest(world, world.cy, "patch", f"/v1/messages/{world.room_message.pk}", {"content": "x"}, expect=403)
-        await listener.assert_silent()
+def test_refused_room_change_sends_nothing(world, capture):
+    with capture() as frames:
+        rest(world, world.bob, "patch", f"/v1/rooms/{world.room.pk}", {"topic": "mine now"}, expect=403)
+        rest(world, world.bob, "delete", f"/v1/rooms/{world.room.pk}", expect=403)
+        rest(world, world.cy, "patch", f"/v1/messages/{world.room_message.pk}", {"content": "x"}, expect=403)
+    assert frames == []
 
 
 # --- Room deletion: room:deleted only ----------------------------------------------------------
@@ -453,39 +363,41 @@ DELETE_ROOM = {
     "admin_bulk": lambda w: admin_post(
         w, "/admin/rooms/room/", {"action": "delete_selected", "_selected_action": [w.room.pk], "post": "yes"}
     ),
-    "orm": lambda w: _orm(lambda: Room.objects.get(pk=w.room.pk).delete()),
-    "orm_queryset": lambda w: _orm(lambda: Room.objects.filter(pk=w.room.pk).delete()),
-    "service": lambda w: _orm(lambda: room_services.room_delete(room=Room.objects.get(pk=w.room.pk))),
+    "orm": lambda w: Room.objects.get(pk=w.room.pk).delete(),
+    "orm_queryset": lambda w: Room.objects.filter(pk=w.room.pk).delete(),
+    "service": lambda w: room_services.room_delete(room=Room.objects.get(pk=w.room.pk)),
 }
 
 
 @pytest.mark.parametrize("via", list(DELETE_ROOM))
-async def test_room_deletion_sends_room_deleted_on_the_room_and_each_members_feed_and_nothing_else(world, via):
+def test_room_deletion_sends_room_deleted_on_the_room_and_each_members_feed_and_nothing_else(world, capture, via):
     pk = world.room.pk
-    assert await sync(Message.objects.filter(room_id=pk).count)() == 2
-    async with LayerListener(*channels_of(world)) as listener:
-        await DELETE_ROOM[via](world)
-        assert not await sync(Room.objects.filter(pk=pk).exists)()
-        assert not await sync(Message.objects.filter(room_id=pk).exists)()
-        assert await receive_exactly(listener, 3) == canonical([
-            room_deleted_frame(f"room:{pk}", pk, "deleted"),
-            room_deleted_frame(f"user:{world.ada.pk}", pk, "deleted"),
-            room_deleted_frame(f"user:{world.bob.pk}", pk, "deleted"),
-        ])
+    assert Message.objects.filter(room_id=pk).count() == 2
+    with capture() as frames:
+        DELETE_ROOM[via](world)
+    assert not Room.objects.filter(pk=pk).exists()
+    assert not Message.objects.filter(room_id=pk).exists()
+    assert per_channel(frames) == [
+        room_deleted_frame(f"room:{pk}", pk, "deleted"),
+        room_deleted_frame(f"user:{world.ada.pk}", pk, "deleted"),
+        room_deleted_frame(f"user:{world.bob.pk}", pk, "deleted"),
+    ]
 
 
-async def test_bulk_deletion_of_two_rooms_sends_room_deleted_for_each(world):
-    other = await sync(factories.make_room)(world.cy, "other", members=(world.bob,))
-    async with LayerListener(*channels_of(world, f"room:{other.pk}")) as listener:
-        await admin_delete_selected(world, "room", world.room.pk, other.pk)
-        assert await receive_exactly(listener, 6) == canonical([
-            room_deleted_frame(f"room:{world.room.pk}", world.room.pk, "deleted"),
-            room_deleted_frame(f"user:{world.ada.pk}", world.room.pk, "deleted"),
-            room_deleted_frame(f"user:{world.bob.pk}", world.room.pk, "deleted"),
-            room_deleted_frame(f"room:{other.pk}", other.pk, "deleted"),
-            room_deleted_frame(f"user:{world.cy.pk}", other.pk, "deleted"),
-            room_deleted_frame(f"user:{world.bob.pk}", other.pk, "deleted"),
-        ])
+def test_bulk_deletion_of_two_rooms_sends_room_deleted_for_each(world, capture):
+    other = factories.make_room(world.cy, "other", members=(world.bob,))
+    with capture() as frames:
+        admin_delete_selected(world, "room", world.room.pk, other.pk)
+    # One delete of two rooms: which room's events come first is the cascade's choice.
+    by_room = lambda frame: (frame["channel"], frame["data"]["id"])  # noqa: E731
+    assert sorted(frames, key=by_room) == sorted([
+        room_deleted_frame(f"room:{world.room.pk}", world.room.pk, "deleted"),
+        room_deleted_frame(f"user:{world.ada.pk}", world.room.pk, "deleted"),
+        room_deleted_frame(f"user:{world.bob.pk}", world.room.pk, "deleted"),
+        room_deleted_frame(f"room:{other.pk}", other.pk, "deleted"),
+        room_deleted_frame(f"user:{world.cy.pk}", other.pk, "deleted"),
+        room_deleted_frame(f"user:{world.bob.pk}", other.pk, "deleted"),
+    ], key=by_room)
 
 
 # --- Membership: room:created / room:deleted on the member's feed, room:updated on the room ------
@@ -495,130 +407,120 @@ ADD_MEMBER = {
     "rest_join": lambda w: rest(w, w.cy, "post", f"/v1/rooms/{w.room.pk}/members", {}, expect=201),
     "rest_added_by_owner": lambda w: rest(w, w.ada, "post", f"/v1/rooms/{w.room.pk}/members", {"user_id": f"user_{w.cy.pk}"}, expect=201),
     "admin": lambda w: admin_post(w, "/admin/rooms/membership/add/", {"room": w.room.pk, "user": w.cy.pk, "role": "member"}),
-    "orm": lambda w: _orm(lambda: Membership.objects.create(room=Room.objects.get(pk=w.room.pk), user=w.cy)),
-    "service": lambda w: _orm(lambda: room_services.membership_add(room=Room.objects.get(pk=w.room.pk), user=w.cy)),
+    "orm": lambda w: Membership.objects.create(room=Room.objects.get(pk=w.room.pk), user=w.cy),
+    "service": lambda w: room_services.membership_add(room=Room.objects.get(pk=w.room.pk), user=w.cy),
 }
 
 
 @pytest.mark.parametrize("via", list(ADD_MEMBER))
-async def test_joining_sends_room_created_on_the_feed_and_room_updated_on_the_room(world, via):
-    async with LayerListener(*channels_of(world)) as listener:
-        await ADD_MEMBER[via](world)
-        room = await room_data(world.room.pk)
-        assert room["member_count"] == 3
-        assert await receive_exactly(listener, 2) == [
-            {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room},
-            {"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)},
-        ]
+def test_joining_sends_room_created_on_the_feed_and_room_updated_on_the_room(world, capture, via):
+    with capture() as frames:
+        ADD_MEMBER[via](world)
+    room = room_data(world.room)
+    assert room["member_count"] == 3
+    assert frames == [
+        room_created_frame(world.cy, room),
+        {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room},
+    ]
 
 
-async def test_room_created_on_joining_is_the_room_as_rest_returns_it(world):
-    async with LayerListener(f"user:{world.cy.pk}") as listener:
-        await ADD_MEMBER["rest_join"](world)
-        answer = await rest(world, world.cy, "get", f"/v1/rooms/{world.room.pk}", expect=200)
-        assert await receive_exactly(listener, 1) == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": answer}]
+def test_room_created_on_joining_is_the_room_as_rest_returns_it(world, capture):
+    with capture() as frames:
+        ADD_MEMBER["rest_join"](world)
+    answer = rest(world, world.cy, "get", f"/v1/rooms/{world.room.pk}", expect=200)
+    assert frames[0] == {"type": "room:created", "channel": f"user:{world.cy.pk}", "data": answer}
+    assert [frame["type"] for frame in frames] == ["room:created", "room:updated"]
 
 
-async def test_adding_a_member_again_sends_nothing(world):
-    async with LayerListener(*channels_of(world)) as listener:
-        await rest(world, world.ada, "post", f"/v1/rooms/{world.room.pk}/members", {"user_id": f"user_{world.bob.pk}"}, expect=200)
-        await listener.assert_silent()
+def test_adding_a_member_again_sends_nothing(world, capture):
+    with capture() as frames:
+        rest(world, world.ada, "post", f"/v1/rooms/{world.room.pk}/members", {"user_id": f"user_{world.bob.pk}"}, expect=200)
+    assert frames == []
 
 
-async def test_adding_a_member_in_the_room_admin_inline(world):
+def test_adding_a_member_in_the_room_admin_inline(world, capture):
     """The admin saves the room (a room:updated) and then the new membership: the last word on the
     room channel, like the member's room:created, carries the new member count."""
-    async with LayerListener(f"room:{world.room.pk}", f"user:{world.cy.pk}") as listener:
-        await admin_change_room(world, new_members=(world.cy,))
-        room = await room_data(world.room.pk)
-        assert room["member_count"] == 3
-        frames = await listener.events(3)
-        await listener.assert_silent()
-    on_feed = [frame for frame in frames if frame["channel"] == f"user:{world.cy.pk}"]
-    on_room = [frame for frame in frames if frame["channel"] == f"room:{world.room.pk}"]
-    assert on_feed == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)}]
-    assert [frame["type"] for frame in on_room] == ["room:updated", "room:updated"]
-    assert on_room[-1] == {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room}
-
-
-def _membership_pk(w: World, user: User) -> int:
-    return Membership.objects.get(room_id=w.room.pk, user=user).pk
+    with capture() as frames:
+        admin_change_room(world, new_members=(world.cy,))
+    room = room_data(world.room)
+    assert room["member_count"] == 3
+    assert frames == [
+        {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": {**room, "member_count": 2}},
+        room_created_frame(world.cy, room),
+        {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room},
+    ]
 
 
 REMOVE_MEMBER = {
     "rest_leave": ("left", lambda w: rest(w, w.bob, "delete", f"/v1/rooms/{w.room.pk}/members/{w.bob.pk}", expect=204)),
     "rest_removed_by_owner": ("removed", lambda w: rest(w, w.ada, "delete", f"/v1/rooms/{w.room.pk}/members/user_{w.bob.pk}", expect=204)),
     "rest_removed_by_staff": ("removed", lambda w: rest(w, w.root, "delete", f"/v1/rooms/{w.room.pk}/members/{w.bob.pk}", expect=204)),
-    "admin": ("removed", lambda w: _admin_delete_membership(w, bulk=False)),
-    "admin_bulk": ("removed", lambda w: _admin_delete_membership(w, bulk=True)),
-    "orm": ("removed", lambda w: _orm(lambda: Membership.objects.get(room_id=w.room.pk, user=w.bob).delete())),
-    "service_left": ("left", lambda w: _orm(lambda: room_services.membership_remove(
-        membership=Membership.objects.get(room_id=w.room.pk, user=w.bob), reason=room_services.RemovalReason.LEFT))),
+    "admin": ("removed", lambda w: admin_delete(w, "membership", _membership(w, w.bob).pk)),
+    "admin_bulk": ("removed", lambda w: admin_delete_selected(w, "membership", _membership(w, w.bob).pk)),
+    "orm": ("removed", lambda w: _membership(w, w.bob).delete()),
+    "service_left": ("left", lambda w: room_services.membership_remove(
+        membership=_membership(w, w.bob), reason=room_services.RemovalReason.LEFT)),
 }
 
 
-async def _admin_delete_membership(w: World, *, bulk: bool) -> None:
-    pk = await sync(_membership_pk)(w, w.bob)
-    await (admin_delete_selected(w, "membership", pk) if bulk else admin_delete(w, "membership", pk))
+def _membership(w: World, user: User) -> Membership:
+    return Membership.objects.get(room_id=w.room.pk, user=user)
 
 
 @pytest.mark.parametrize("via", list(REMOVE_MEMBER))
-async def test_leaving_or_removal_sends_room_deleted_with_its_reason_on_the_feed_and_room_updated(world, via):
+def test_leaving_or_removal_sends_room_deleted_with_its_reason_on_the_feed_and_room_updated(world, capture, via):
     reason, change = REMOVE_MEMBER[via]
-    async with LayerListener(*channels_of(world)) as listener:
-        await change(world)
-        room = await room_data(world.room.pk)
-        assert room["member_count"] == 1
-        assert await receive_exactly(listener, 2) == [
-            {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room},
-            room_deleted_frame(f"user:{world.bob.pk}", world.room.pk, reason),
-        ]
+    with capture() as frames:
+        change(world)
+    room = room_data(world.room)
+    assert room["member_count"] == 1
+    assert frames == [
+        room_deleted_frame(f"user:{world.bob.pk}", world.room.pk, reason),
+        {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room},
+    ]
 
 
-async def test_removing_a_member_in_the_room_admin_inline(world):
-    async with LayerListener(f"room:{world.room.pk}", f"user:{world.bob.pk}") as listener:
-        await admin_change_room(world, delete_members=(world.bob,))
-        room = await room_data(world.room.pk)
-        assert room["member_count"] == 1
-        frames = await listener.events(3)
-        await listener.assert_silent()
-    on_feed = [frame for frame in frames if frame["channel"] == f"user:{world.bob.pk}"]
-    on_room = [frame for frame in frames if frame["channel"] == f"room:{world.room.pk}"]
-    assert on_feed == [room_deleted_frame(f"user:{world.bob.pk}", world.room.pk, "removed")]
-    assert [frame["type"] for frame in on_room] == ["room:updated", "room:updated"]
-    assert on_room[-1] == {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room}
+def test_removing_a_member_in_the_room_admin_inline(world, capture):
+    with capture() as frames:
+        admin_change_room(world, delete_members=(world.bob,))
+    room = room_data(world.room)
+    assert room["member_count"] == 1
+    assert frames == [
+        {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": {**room, "member_count": 2}},
+        room_deleted_frame(f"user:{world.bob.pk}", world.room.pk, "removed"),
+        {"type": "room:updated", "channel": f"room:{world.room.pk}", "data": room},
+    ]
 
 
-async def test_changing_a_members_role_sends_nothing(world):
-    def promote() -> None:
-        membership = Membership.objects.get(room_id=world.room.pk, user=world.bob)
+def test_changing_a_members_role_sends_nothing(world, capture):
+    with capture() as frames:
+        membership = _membership(world, world.bob)
         membership.role = Membership.Role.ADMIN
         membership.save()
-
-    async with LayerListener(*channels_of(world)) as listener:
-        await _orm(promote)
-        await listener.assert_silent()
+    assert frames == []
 
 
 # --- Room creation -------------------------------------------------------------------------------
 
 
-async def test_creating_a_room_over_rest_sends_room_created_on_the_creators_feed(world):
-    async with LayerListener(*channels_of(world)) as listener:
-        answer = await rest(world, world.cy, "post", "/v1/rooms", {"name": "lounge", "topic": "sofas"}, expect=201)
-        pk = parse_channel(f"room:{answer['id']}").id
-        room = await room_data(pk)
-        assert answer == as_member(room)
-        assert room["member_count"] == 1
-        assert await receive_exactly(listener, 1) == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)}]
+def test_creating_a_room_over_rest_sends_room_created_on_the_creators_feed(world, capture):
+    with capture() as frames:
+        answer = rest(world, world.cy, "post", "/v1/rooms", {"name": "lounge", "topic": "sofas"}, expect=201)
+    room_pk = parse_channel(f"room:{answer['id']}").id
+    room = room_data(Room.objects.get(pk=room_pk))
+    assert answer == as_member(room)
+    assert room["member_count"] == 1
+    # The creator's membership also updates the new room's own channel (nobody can follow it yet).
+    assert frames == [room_created_frame(world.cy, room), {"type": "room:updated", "channel": f"room:{room_pk}", "data": room}]
 
 
-async def test_creating_a_room_with_the_service_sends_room_created_on_the_creators_feed(world):
-    async with LayerListener(*channels_of(world)) as listener:
-        created = await _orm(lambda: room_services.room_create(creator=world.cy, name="lounge", is_private=True))
-        room = await room_data(created.pk)
-        assert (room["is_private"], room["member_count"]) == (True, 1)
-        assert await receive_exactly(listener, 1) == [{"type": "room:created", "channel": f"user:{world.cy.pk}", "data": as_member(room)}]
+def test_creating_a_room_with_the_service_sends_room_created_on_the_creators_feed(world, capture):
+    with capture() as frames:
+        created = room_services.room_create(creator=world.cy, name="lounge", is_private=True)
+    room = room_data(created)
+    assert (room["is_private"], room["member_count"]) == (True, 1)
+    assert frames == [room_created_frame(world.cy, room), {"type": "room:updated", "channel": f"room:{created.pk}", "data": room}]
 
 
 # --- user:updated --------------------------------------------------------------------------------
@@ -637,37 +539,36 @@ def _save_profile(pk: int, **fields: Any) -> None:
 UPDATE_USER = {
     "rest": lambda w: rest(w, w.ada, "patch", "/v1/users/me", NEW_PROFILE, expect=200),
     "admin": lambda w: admin_change_user(w, w.ada, **NEW_PROFILE),
-    "orm": lambda w: _orm(lambda: _save_profile(w.ada.pk, **NEW_PROFILE)),
+    "orm": lambda w: _save_profile(w.ada.pk, **NEW_PROFILE),
 }
 
 
 @pytest.mark.parametrize("via", list(UPDATE_USER))
-async def test_profile_change_sends_user_updated_with_the_public_profile(world, via):
-    async with LayerListener(*channels_of(world)) as listener:
-        await UPDATE_USER[via](world)
-        expected = await user_updated_frame(world.ada.pk)
-        assert expected["data"]["display_name"] == "Ada Lovelace"
-        assert expected["data"]["avatar_url"] == "https://example.com/ada.png"
-        # On her own channel, then on the room she is a member of (room presence), with the same data.
-        assert await receive_exactly(listener, 2) == canonical([expected, {**expected, "channel": f"room:{world.room.pk}"}])
+def test_profile_change_sends_user_updated_with_the_public_profile(world, capture, via):
+    with capture() as frames:
+        UPDATE_USER[via](world)
+    expected = user_updated_frame(world.ada)
+    assert expected["data"]["display_name"] == "Ada Lovelace"
+    assert expected["data"]["avatar_url"] == "https://example.com/ada.png"
+    # On her own channel, then on the room she is a member of (room presence), with the same data.
+    assert frames == [expected, {**expected, "channel": f"room:{world.room.pk}"}]
 
 
-async def test_user_updated_data_is_the_rest_profile_with_user_id_and_timestamp(world):
-    async with LayerListener(f"user:{world.ada.pk}") as listener:
-        answer = await UPDATE_USER["rest"](world)
-        (frame,) = await receive_exactly(listener, 1)
+def test_user_updated_data_is_the_rest_profile_with_user_id_and_timestamp(world, capture):
+    with capture() as frames:
+        answer = UPDATE_USER["rest"](world)
     user_id = answer.pop("id")
-    profile = {**answer, "user_id": user_id, "timestamp": ISO_TIMESTAMP}
-    assert frame == {"type": "user:updated", "channel": f"user:{world.ada.pk}", "data": profile}
-    assert set(frame["data"]) == {"user_id", "status", "timestamp", "username", "display_name", "avatar_url", "last_seen_at"}
+    profile = {**answer, "user_id": user_id, "timestamp": TIMESTAMP}
+    assert frames[0] == {"type": "user:updated", "channel": f"user:{world.ada.pk}", "data": profile}
+    assert set(frames[0]["data"]) == {"user_id", "status", "timestamp", "username", "display_name", "avatar_url", "last_seen_at"}
 
 
-async def test_username_change_sends_user_updated(world):
-    async with LayerListener(f"user:{world.cy.pk}") as listener:
-        await _orm(lambda: _save_profile(world.cy.pk, username="cyrus"))
-        expected = await user_updated_frame(world.cy.pk)
-        assert expected["data"]["username"] == "cyrus"
-        assert await receive_exactly(listener, 1) == [expected]
+def test_username_change_sends_user_updated(world, capture):
+    with capture() as frames:
+        _save_profile(world.cy.pk, username="cyrus")
+    expected = user_updated_frame(world.cy)
+    assert expected["data"]["username"] == "cyrus"
+    assert frames == [expected]
 
 
 def _touch_last_login(pk: int) -> None:
@@ -684,28 +585,29 @@ def _save_twice(pk: int) -> None:
 
 
 NOT_A_PROFILE_CHANGE = {
-    "last_login": lambda w: _orm(lambda: _touch_last_login(w.ada.pk)),
-    "save_unchanged": lambda w: _orm(lambda: User.objects.get(pk=w.ada.pk).save()),
-    "private_fields": lambda w: _orm(lambda: _save_profile(w.ada.pk, email="ada@example.com", first_name="Augusta")),
+    "last_login": lambda w: _touch_last_login(w.ada.pk),
+    "save_unchanged": lambda w: User.objects.get(pk=w.ada.pk).save(),
+    "private_fields": lambda w: _save_profile(w.ada.pk, email="ada@example.com", first_name="Augusta"),
     "rest_same_values": lambda w: rest(w, w.ada, "patch", "/v1/users/me", {"display_name": "Ada"}, expect=200),
     "rest_empty": lambda w: rest(w, w.ada, "patch", "/v1/users/me", {}, expect=200),
     "admin_unchanged": lambda w: admin_change_user(w, w.ada),
-    "session_login": lambda w: AsyncClient().aforce_login(w.ada),
+    "session_login": lambda w: Client().force_login(w.ada),
     "api_key_use": lambda w: rest(w, w.ada, "get", "/v1/users/me", expect=200),
 }
 
 
 @pytest.mark.parametrize("via", list(NOT_A_PROFILE_CHANGE))
-async def test_save_that_changes_no_public_profile_field_sends_nothing(world, via):
-    async with LayerListener(*channels_of(world)) as listener:
-        await NOT_A_PROFILE_CHANGE[via](world)
-        await listener.assert_silent()
+def test_save_that_changes_no_public_profile_field_sends_nothing(world, capture, via):
+    with capture() as frames:
+        NOT_A_PROFILE_CHANGE[via](world)
+    assert frames == []
 
 
-async def test_saving_the_same_change_twice_sends_one_user_updated(world):
-    async with LayerListener(f"user:{world.ada.pk}") as listener:
-        await _orm(lambda: _save_twice(world.ada.pk))
-        assert await receive_exactly(listener, 1) == [await user_updated_frame(world.ada.pk)]
+def test_saving_the_same_change_twice_sends_one_user_updated(world, capture):
+    with capture() as frames:
+        _save_twice(world.ada.pk)
+    expected = user_updated_frame(world.ada)
+    assert frames == [expected, {**expected, "channel": f"room:{world.room.pk}"}]
 
 
 # --- Nothing on rollback -------------------------------------------------------------------------
@@ -715,15 +617,6 @@ class Abort(Exception):
     pass
 
 
-def _rolled_back(change: Callable[[World], Any]) -> Callable[[World], None]:
-    def run(w: World) -> None:
-        with pytest.raises(Abort), transaction.atomic():
-            change(w)
-            raise Abort
-
-    return run
-
-
 def _assert_unchanged(w: World) -> None:
     room = Room.objects.get(pk=w.room.pk)
     assert (room.topic, room.memberships.count(), room.messages.count()) == ("", 2, 2)
@@ -731,7 +624,7 @@ def _assert_unchanged(w: World) -> None:
     assert User.objects.get(pk=w.ada.pk).display_name == "Ada"
 
 
-ROLLED_BACK = {
+ROLLED_BACK: dict[str, Callable[[World], Any]] = {
     "message_new": lambda w: room_services.message_create(author=w.bob, room=w.room, content="never"),
     "message_updated": lambda w: _save_content(w.dm.pk, "never"),
     "message_deleted": lambda w: Message.objects.get(pk=w.dm.pk).delete(),
@@ -745,96 +638,76 @@ ROLLED_BACK = {
 
 
 @pytest.mark.parametrize("change", list(ROLLED_BACK))
-async def test_rolled_back_change_sends_nothing(world, change):
-    async with LayerListener(*channels_of(world)) as listener:
-        await _orm(lambda: _rolled_back(ROLLED_BACK[change])(world))
-        await listener.assert_silent()
-    await _orm(lambda: _assert_unchanged(world))
+def test_rolled_back_change_sends_nothing(world, capture, change):
+    with capture() as frames:
+        with pytest.raises(Abort), transaction.atomic():
+            ROLLED_BACK[change](world)
+            raise Abort
+    assert frames == []
+    _assert_unchanged(world)
 
 
-async def test_rolled_back_savepoint_sends_nothing_while_the_committed_outer_change_sends_its_event(world):
-    def change() -> int:
+def test_rolled_back_savepoint_sends_nothing_while_the_committed_outer_change_sends_its_event(world, capture):
+    with capture() as frames:
         with transaction.atomic():
             kept = room_services.message_create(author=world.bob, room=world.room, content="kept")
             with pytest.raises(Abort), transaction.atomic():
                 room_services.message_create(author=world.bob, room=world.room, content="dropped")
                 _set_topic(world.room.pk)
                 raise Abort
-        return kept.pk
-
-    async with LayerListener(*channels_of(world)) as listener:
-        kept_pk = await _orm(change)
-        assert await receive_exactly(listener, 1) == [await message_frame("message:new", kept_pk)]
+    assert frames == [message_frame(kept, "message:new")]
 
 
 # --- The same change has the same event, whoever makes it ---------------------------------------
 
 
-async def _frames_of(w: World, listener: LayerListener, changes: "Changes", per_change: int) -> list[list[dict]]:
-    frames = []
+def _frames_of(capture: Any, w: World, changes: list[Callable[[World], Any]]) -> list[list[dict]]:
+    """The frames of each change, one capture per change."""
+    published = []
     for change in changes:
-        await change(w)
-        frames.append(canonical(await listener.events(per_change)))
-    await listener.assert_silent()
-    return frames
+        with capture() as frames:
+            change(w)
+        published.append(frames)
+    return published
 
 
-def _newcomers() -> list[User]:
-    return [factories.make_user(name) for name in ("dee", "eve", "fay")]
-
-
-Changes = list[Callable[[World], Awaitable[Any]]]
-
-
-async def _joins(w: World) -> tuple[Changes, list[str]]:
+def _joins(w: World) -> list[Callable[[World], Any]]:
     """Three newcomers join the room: over REST, through the admin and with plain ORM code."""
-    dee, eve, fay = await sync(_newcomers)()
-    w.keys[dee.pk] = await sync(factories.make_key)(dee)
-    changes: Changes = [
+    dee, eve, fay = (factories.make_user(name) for name in ("dee", "eve", "fay"))
+    w.keys[dee.pk] = factories.make_key(dee)
+    return [
         lambda w: rest(w, dee, "post", f"/v1/rooms/{w.room.pk}/members", {}, expect=201),
         lambda w: admin_post(w, "/admin/rooms/membership/add/", {"room": w.room.pk, "user": eve.pk, "role": "member"}),
-        lambda w: _orm(lambda: Membership.objects.create(room=Room.objects.get(pk=w.room.pk), user=fay)),
+        lambda w: Membership.objects.create(room=Room.objects.get(pk=w.room.pk), user=fay),
     ]
-    return changes, [f"user:{u.pk}" for u in (dee, eve, fay)]
 
 
-async def _same(changes: Changes) -> tuple[Changes, list[str]]:
-    return changes, []
-
-
-SAME_SHAPE = {
-    "message:new": (1, lambda w: _same([NEW_MESSAGE["room"][via] for via in ("rest", "admin", "orm")])),
-    "message:updated": (1, lambda w: _same([lambda w, via=via: _edit_message(w, w.room_message, via) for via in ("rest", "admin", "orm")])),
-    "room:updated": (1, lambda w: _same([UPDATE_ROOM[via] for via in ("rest", "admin", "orm")])),
-    "room:created": (2, _joins),
-    "user:updated": (2, lambda w: _same([  # on ada's channel and on her room's
+SAME_SHAPE: dict[str, Callable[[World], list[Callable[[World], Any]]]] = {
+    "message:new": lambda w: [NEW_MESSAGE["room"][via] for via in ("rest", "admin", "orm")],
+    "message:updated": lambda w: [lambda w, via=via: _edit_message(w, w.room_message, via) for via in ("rest", "admin", "orm")],
+    "room:updated": lambda w: [UPDATE_ROOM[via] for via in ("rest", "admin", "orm")],
+    "room:created": _joins,
+    "user:updated": lambda w: [  # on ada's channel and on her room's
         lambda w: rest(w, w.ada, "patch", "/v1/users/me", {"display_name": "One"}, expect=200),
         lambda w: admin_change_user(w, w.ada, display_name="Two"),
-        lambda w: _orm(lambda: _save_profile(w.ada.pk, display_name="Three")),
-    ])),
+        lambda w: _save_profile(w.ada.pk, display_name="Three"),
+    ],
 }
 
 
 @pytest.mark.parametrize("kind", list(SAME_SHAPE))
-async def test_rest_admin_and_orm_send_events_of_identical_shape(world, kind):
-    per_change, make_changes = SAME_SHAPE[kind]
-    changes, newcomers = await make_changes(world)
-    async with LayerListener(*channels_of(world, *newcomers)) as listener:
-        rest_frames, admin_frames, orm_frames = await _frames_of(world, listener, changes, per_change)
+def test_rest_admin_and_orm_send_events_of_identical_shape(world, capture, kind):
+    rest_frames, admin_frames, orm_frames = _frames_of(capture, world, SAME_SHAPE[kind](world))
     assert [shape(f) for f in rest_frames] == [shape(f) for f in admin_frames] == [shape(f) for f in orm_frames]
     assert kind in {frame["type"] for frame in rest_frames}
 
 
-async def test_message_deleted_has_identical_shape_from_rest_admin_and_orm(world):
-    def more_messages() -> list[Message]:
-        return [factories.make_message(world.bob, room=world.room, content=f"m{i}") for i in range(3)]
-
-    rest_msg, admin_msg, orm_msg = await _orm(more_messages)
-    async with LayerListener(*channels_of(world)) as listener:
-        frames = await _frames_of(world, listener, [
-            lambda w: _delete_message(w, rest_msg, "rest"),
-            lambda w: _delete_message(w, admin_msg, "admin"),
-            lambda w: _delete_message(w, orm_msg, "orm"),
-        ], 1)
-    assert [f[0] for f in frames] == [message_deleted_frame(m) for m in (rest_msg, admin_msg, orm_msg)]
+def test_message_deleted_has_identical_shape_from_rest_admin_and_orm(world, capture):
+    rest_msg, admin_msg, orm_msg = (factories.make_message(world.bob, room=world.room, content=f"m{i}") for i in range(3))
+    frames = _frames_of(capture, world, [
+        lambda w: _delete_message(w, rest_msg, "rest"),
+        lambda w: _delete_message(w, admin_msg, "admin"),
+        lambda w: _delete_message(w, orm_msg, "orm"),
+    ])
+    assert frames == [[message_deleted_frame(m)] for m in (rest_msg, admin_msg, orm_msg)]
     assert shape(frames[0][0]) == shape(frames[1][0]) == shape(frames[2][0])

@@ -41,7 +41,7 @@ def queries() -> list[tuple[str, str]]:
     return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
 
 
-def exported(client) -> set[str]:  # type: ignore[no-untyped-def]
+def exported(client) -> set[str]:
     """Every family the server answers at /metrics (the library's collectors included), with each
     histogram's series names, plus those registered in retrochat/metrics.py that have no sample yet."""
     text = client.get("/metrics").content.decode()

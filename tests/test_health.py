@@ -12,7 +12,8 @@ from websockets.protocol import State
 
 from retrochat import lifecycle
 from tests import factories
-from tests.live import TEXT, LiveServer, recv_close, recv_json
+from tests.live import LiveServer, recv_close, recv_json
+from tests.support import TEXT
 
 CHECKS_OK = {"database": "ok", "channel_layer": "ok", "shutdown": "not_started"}
 
@@ -53,7 +54,7 @@ def _get(server: LiveServer, path: str) -> tuple[int, object]:
 
 
 @pytest.fixture
-def key(transactional_db):  # type: ignore[no-untyped-def]
+def key(transactional_db):
     return factories.make_key(factories.make_user("ada"))
 
 

@@ -9,18 +9,9 @@ from django.utils import timezone
 from websockets.asyncio.client import connect
 
 from tests import factories
-from tests.live import (
-    TEXT,
-    Browser,
-    assert_no_frame,
-    error_frame,
-    open_ready,
-    recv_close,
-    recv_json,
-    subscribe,
-)
+from tests.live import Browser, assert_next_is_sentinel_elsewhere, open_ready, recv_close, recv_json, subscribe
 from users import services as user_services
-from tests.support import POSITION
+from tests.support import POSITION, TEXT, error_frame, subscribed_frame
 
 STAFF_PASSWORD = "a staff password that is long enough"
 MISSING = 999_999_999
@@ -53,13 +44,6 @@ def people(transactional_db):
     )
 
 
-def subscribed(channel: str, event: str, ref: str, presence: dict | None = None) -> dict:
-    frame = {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": ref}
-    if presence is not None:
-        frame["presence"] = presence
-    return frame
-
-
 ONLINE = {"status": "online", "last_seen_at": None}
 
 
@@ -70,7 +54,7 @@ def matrix(p: SimpleNamespace) -> list[tuple[str, str, str, dict[str, dict]]]:
     owner_user = f"user:{p.owner.pk}"
 
     def ok(channel: str, event: str, presence: dict | None = None) -> dict:
-        return subscribed(channel, event, "?", presence)
+        return subscribed_frame(channel, event, ref="?", **({} if presence is None else {"presence": presence}))
 
     forbidden, missing = error_frame("FORBIDDEN", "?"), error_frame("CHANNEL_NOT_FOUND", "?")
     rows = [
@@ -110,9 +94,8 @@ async def test_subscription_matrix(server, people):
                 assert await subscribe(ws, channel, event, ref=ref) == expected, (who, channel, event)
             # Everyone may subscribe to their own room feed.
             own = f"user:{getattr(people, who).pk}"
-            assert await subscribe(ws, own, "room", ref="own") == subscribed(own, "room", "own")
-        for ws in sockets.values():
-            await assert_no_frame(ws, 0.1)
+            assert await subscribe(ws, own, "room", ref="own") == subscribed_frame(own, "room", ref="own")
+        await assert_next_is_sentinel_elsewhere(server, people.keys["member"], *sockets.values(), room=people.public.pk)
 
 
 async def test_private_room_and_dm_messages_reach_only_those_allowed(server, people):
@@ -121,15 +104,15 @@ async def test_private_room_and_dm_messages_reach_only_those_allowed(server, peo
     async with AsyncExitStack() as stack:
         ws = {who: await open_ready(stack, server, key) for who, key in people.keys.items()}
         for who in ("owner", "member", "staff"):
-            assert await subscribe(ws[who], private, ref="p") == subscribed(private, "*", "p")
+            assert await subscribe(ws[who], private, ref="p") == subscribed_frame(private, "*", ref="p")
         assert await subscribe(ws["outsider"], private, ref="p") == error_frame("FORBIDDEN", "p")
         for who in ("owner", "member"):
-            assert await subscribe(ws[who], conv, ref="c") == subscribed(conv, "*", "c")
+            assert await subscribe(ws[who], conv, ref="c") == subscribed_frame(conv, "*", ref="c")
         for who in ("outsider", "staff"):
             assert await subscribe(ws[who], conv, ref="c") == error_frame("FORBIDDEN", "c")
         # Everyone follows the owner with `*`; only the owner is granted the room feed.
         for who in ("owner", "member", "outsider", "staff"):
-            assert await subscribe(ws[who], owner_feed, ref="f") == subscribed(owner_feed, "*", "f", ONLINE)
+            assert await subscribe(ws[who], owner_feed, ref="f") == subscribed_frame(owner_feed, "*", ref="f", presence=ONLINE)
 
         status, message = await server.arequest("POST", f"/v1/rooms/{people.private.pk}/messages", people.keys["member"], {"content": "members only"})
         assert status == 201
@@ -146,11 +129,10 @@ async def test_private_room_and_dm_messages_reach_only_those_allowed(server, peo
         assert await recv_json(ws["owner"]) == {"type": "room:created", "channel": owner_feed, **POSITION, "data": room}
 
         # The outsider also watches the public room: a message there does reach them.
-        assert await subscribe(ws["outsider"], f"room:{people.public.pk}", ref="pub") == subscribed(f"room:{people.public.pk}", "*", "pub")
+        assert await subscribe(ws["outsider"], f"room:{people.public.pk}", ref="pub") == subscribed_frame(f"room:{people.public.pk}", "*", ref="pub")
         status, public_message = await server.arequest("POST", f"/v1/rooms/{people.public.pk}/messages", people.keys["member"], {"content": "hi all"})
         assert await recv_json(ws["outsider"]) == {"type": "message:new", "channel": f"room:{people.public.pk}", **POSITION, "data": public_message}
-        for socket in ws.values():
-            await assert_no_frame(socket)
+        await assert_next_is_sentinel_elsewhere(server, people.keys["member"], *ws.values(), room=people.public.pk)
 
 
 # --- handshake ---------------------------------------------------------------------------------
@@ -226,7 +208,7 @@ async def test_session_cookie_needs_a_same_site_origin(server, people):
     for origin in (server.http_url, f"http://localhost:{server.port}"):
         async with server.connect(None, headers={"Cookie": cookie, "Origin": origin}) as ws:
             assert (await recv_json(ws))["user_id"] == f"user_{people.staff.pk}", origin
-            assert await subscribe(ws, f"room:{people.private.pk}", ref="1") == subscribed(f"room:{people.private.pk}", "*", "1")
+            assert await subscribe(ws, f"room:{people.private.pk}", ref="1") == subscribed_frame(f"room:{people.private.pk}", "*", ref="1")
     foreign = [{"Origin": "http://evil.example"}, {"Origin": f"http://127.0.0.1.evil.example:{server.port}"},
                {"Origin": f"https://127.0.0.1:{server.port}"}, {"Origin": "http://localhost:9999"},
                {"Origin": "null"}, {}]

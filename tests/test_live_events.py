@@ -10,17 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from tests import factories
-from tests.live import (
-    TIMESTAMP,
-    Browser,
-    assert_no_frame,
-    open_ready,
-    recv_json,
-    request_reply,
-    room_updated_data,
-    subscribe,
-)
-from tests.support import POSITION
+from tests.live import Browser, assert_next_is_sentinel_elsewhere, assert_silent, open_ready, recv_json, request_reply, subscribe
+from tests.support import POSITION, TIMESTAMP, room_updated_data, subscribed_frame
 
 ROOT_PASSWORD = "correct horse battery staple 42"
 
@@ -55,7 +46,7 @@ async def test_room_message_new_updated_deleted_over_rest(server, world):
         ada = await open_ready(stack, server, world.ada_key)
         bob = await open_ready(stack, server, world.bob_key)
         for ws in (ada, bob):
-            assert await subscribe(ws, channel, ref="r1") == {"type": "subscribed", "channel": channel, "event": "*", **POSITION, "ref": "r1"}
+            assert await subscribe(ws, channel, ref="r1") == subscribed_frame(channel, ref="r1")
 
         status, created = await server.arequest(
             "POST", f"/v1/rooms/{world.room.pk}/messages", world.bob_key, {"content": "  <b>hi</b> & ünïcödé 🎉  "}
@@ -78,8 +69,7 @@ async def test_room_message_new_updated_deleted_over_rest(server, world):
         expected = {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "room_id")}
         assert frames == [expected, expected]
         assert frames[0]["data"]["deleted_at"] == frames[1]["data"]["deleted_at"]  # one event, encoded once
-        for ws in (ada, bob):
-            await assert_no_frame(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada, bob)
 
 
 async def test_conversation_message_events_over_rest(server, world):
@@ -89,8 +79,8 @@ async def test_conversation_message_events_over_rest(server, world):
         ada = await open_ready(stack, server, world.ada_key)
         bob = await open_ready(stack, server, world.bob_key)
         # Bare and prefixed ids name the same channel; replies name it canonically.
-        assert await subscribe(ada, channel, "message", ref="a") == {"type": "subscribed", "channel": channel, "event": "message", **POSITION, "ref": "a"}
-        assert await subscribe(bob, f"conversation:{conv_id}", ref="b") == {"type": "subscribed", "channel": channel, "event": "*", **POSITION, "ref": "b"}
+        assert await subscribe(ada, channel, "message", ref="a") == subscribed_frame(channel, "message", ref="a")
+        assert await subscribe(bob, f"conversation:{conv_id}", ref="b") == subscribed_frame(channel, ref="b")
 
         status, created = await server.arequest("POST", f"/v1/conversations/{conv_id}/messages", world.ada_key, {"content": "psst"})
         assert status == 201
@@ -107,7 +97,7 @@ async def test_conversation_message_events_over_rest(server, world):
         assert status == 204
         for ws in (ada, bob):
             assert await recv_json(ws) == {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "conversation_id")}
-            await assert_no_frame(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada, bob)
 
 
 async def test_message_edit_and_delete_through_the_admin(server, world):
@@ -137,7 +127,7 @@ async def test_message_edit_and_delete_through_the_admin(server, world):
         assert (status, final_path) == (200, "/admin/rooms/message/"), body[:3000]
         assert await recv_json(ada) == {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "room_id")}
         assert (await server.arequest("GET", f"/v1/messages/{created['id']}", world.ada_key))[0] == 404
-        await assert_no_frame(ada)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada)
 
 
 async def test_room_updated_on_patch(server, world):
@@ -155,7 +145,7 @@ async def test_room_updated_on_patch(server, world):
         assert (body["topic"], body["name"], body["member_count"]) == ("Retro computing", "retro", 2)
         for ws in (ada, bob, cy):
             assert await recv_json(ws) == {"type": "room:updated", "channel": channel, **POSITION, "data": room_updated_data(body)}
-            await assert_no_frame(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada, bob, cy)
 
 
 async def test_room_deleted_once_then_unsubscribed(server, world):
@@ -166,9 +156,7 @@ async def test_room_deleted_once_then_unsubscribed(server, world):
         bob_feed = await open_ready(stack, server, world.bob_key)
         await subscribe(ada, channel)
         await subscribe(cy, channel, "message")  # a filter that does not match room:deleted
-        assert await subscribe(bob_feed, f"user:{world.bob.pk}", "room") == {
-            "type": "subscribed", "channel": f"user:{world.bob.pk}", "event": "room", **POSITION, "ref": "s"
-        }
+        assert await subscribe(bob_feed, f"user:{world.bob.pk}", "room") == subscribed_frame(f"user:{world.bob.pk}", "room", ref="s")
 
         status, _ = await server.arequest("DELETE", f"/v1/rooms/{world.room.pk}", world.ada_key)
         assert status == 204
@@ -179,8 +167,7 @@ async def test_room_deleted_once_then_unsubscribed(server, world):
         assert await recv_json(bob_feed) == {
             "type": "room:deleted", "channel": f"user:{world.bob.pk}", **POSITION, "data": {"id": room_id, "reason": "deleted"}
         }
-        for ws in (ada, cy, bob_feed):
-            await assert_no_frame(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada, cy, bob_feed)
         assert await request_reply(ada, {"type": "list_subscriptions", "ref": "l"}) == {"type": "subscriptions", "subscriptions": [], "ref": "l"}
 
 
@@ -190,7 +177,7 @@ async def test_room_created_and_deleted_on_the_users_own_feed(server, world):
     async with AsyncExitStack() as stack:
         cy_feed = await open_ready(stack, server, world.cy_key)
         ada = await open_ready(stack, server, world.ada_key)
-        assert await subscribe(cy_feed, cy_feed_channel, "room") == {"type": "subscribed", "channel": cy_feed_channel, "event": "room", **POSITION, "ref": "s"}
+        assert await subscribe(cy_feed, cy_feed_channel, "room") == subscribed_frame(cy_feed_channel, "room", ref="s")
         await subscribe(ada, room_channel, "room")
 
         # cy joins the public room herself.
@@ -227,8 +214,7 @@ async def test_room_created_and_deleted_on_the_users_own_feed(server, world):
         assert await recv_json(cy_feed) == {
             "type": "room:deleted", "channel": cy_feed_channel, **POSITION, "data": {"id": f"room_{private.pk}", "reason": "removed"}
         }
-        for ws in (cy_feed, ada):
-            await assert_no_frame(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, cy_feed, ada)
 
 
 async def test_user_updated_reaches_subscribers_of_the_user(server, world):
@@ -252,7 +238,7 @@ async def test_user_updated_reaches_subscribers_of_the_user(server, world):
         # Saving the same profile again is not a change.
         status, _ = await server.arequest("PATCH", "/v1/users/me", world.bob_key, {"display_name": "Bobby Tables"})
         assert status == 200
-        await assert_no_frame(cy, 0.5)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, cy)
 
 
 async def test_online_on_first_socket_offline_after_last(server, world):
@@ -269,7 +255,7 @@ async def test_online_on_first_socket_offline_after_last(server, world):
             assert await recv_json(cy) == {"type": "user:online", "channel": channel, "data": {"user_id": bob_id, "status": "online", "timestamp": TIMESTAMP}}
             async with server.connect(world.bob_key) as second:  # a second tab: no transition
                 await recv_json(second)
-                await assert_no_frame(cy, 0.5)
+                await assert_silent(cy, 0.5)
                 status, profile = await server.arequest("GET", f"/v1/users/{bob_id}", world.cy_key)
                 assert profile["status"] == "online"
                 # A subscriber arriving now is told the current presence.
@@ -278,14 +264,14 @@ async def test_online_on_first_socket_offline_after_last(server, world):
                     "type": "subscribed", "channel": channel, "event": "user:offline", **POSITION, "ref": "s",
                     "presence": {"status": "online", "last_seen_at": None},
                 }
-            await assert_no_frame(cy, 0.5)  # one tab closed, one still open
+            await assert_silent(cy, 0.5)  # one tab closed, one still open
         offline = await recv_json(cy)
         assert offline == {"type": "user:offline", "channel": channel, "data": {"user_id": bob_id, "status": "offline", "timestamp": TIMESTAMP}}
         assert await recv_json(watcher) == offline
         status, profile = await server.arequest("GET", f"/v1/users/{bob_id}", world.cy_key)
         assert status == 200
         assert (profile["status"], profile["last_seen_at"]) == ("offline", offline["data"]["timestamp"])
-        await assert_no_frame(cy)
+        await assert_silent(cy)
 
 
 async def test_filters_select_what_a_socket_receives(server, world):
@@ -295,11 +281,11 @@ async def test_filters_select_what_a_socket_receives(server, world):
         everything = await open_ready(stack, server, world.ada_key)
         room_only = await open_ready(stack, server, world.cy_key)
         overlapping = await open_ready(stack, server, world.cy_key)
-        assert await subscribe(deletions, channel, "message:deleted") == {"type": "subscribed", "channel": channel, "event": "message:deleted", **POSITION, "ref": "s"}
+        assert await subscribe(deletions, channel, "message:deleted") == subscribed_frame(channel, "message:deleted", ref="s")
         await subscribe(everything, channel)
         await subscribe(room_only, channel, "room")
         for n, event in enumerate(["message", "*", "message:new", "message"]):  # one frame per event, whatever overlaps
-            assert await subscribe(overlapping, channel, event, ref=str(n)) == {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": str(n)}
+            assert await subscribe(overlapping, channel, event, ref=str(n)) == subscribed_frame(channel, event, ref=str(n))
 
         status, created = await server.arequest("POST", f"/v1/rooms/{world.room.pk}/messages", world.bob_key, {"content": "one"})
         status, updated = await server.arequest("PATCH", f"/v1/messages/{created['id']}", world.bob_key, {"content": "two"})
@@ -316,8 +302,7 @@ async def test_filters_select_what_a_socket_receives(server, world):
         assert [await recv_json(overlapping) for _ in all_events] == all_events
         assert await recv_json(deletions) == all_events[2]
         assert await recv_json(room_only) == all_events[3]
-        for ws in (deletions, everything, room_only, overlapping):
-            await assert_no_frame(ws)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, deletions, everything, room_only, overlapping)
 
         # Dropping one filter keeps the others; dropping the channel stops delivery.
         assert await request_reply(overlapping, {"type": "unsubscribe", "channel": channel, "event": "*", "ref": "u"}) == {
@@ -329,7 +314,7 @@ async def test_filters_select_what_a_socket_receives(server, world):
         status, second = await server.arequest("POST", f"/v1/rooms/{world.room.pk}/messages", world.bob_key, {"content": "three"})
         assert await recv_json(overlapping) == {"type": "message:new", "channel": channel, **POSITION, "data": second}
         status, quiet = await server.arequest("PATCH", f"/v1/rooms/{world.room.pk}", world.ada_key, {"topic": "quiet"})
-        await assert_no_frame(overlapping)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, overlapping)
         assert await request_reply(overlapping, {"type": "unsubscribe", "channel": channel, "ref": "u2"}) == {
             "type": "unsubscribed", "channel": channel, "ref": "u2"
         }
@@ -339,4 +324,4 @@ async def test_filters_select_what_a_socket_receives(server, world):
             {"type": "room:updated", "channel": channel, **POSITION, "data": room_updated_data(quiet)},
             {"type": "message:new", "channel": channel, **POSITION, "data": fourth},
         ]
-        await assert_no_frame(overlapping)
+        await assert_next_is_sentinel_elsewhere(server, world.ada_key, overlapping)

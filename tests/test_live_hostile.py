@@ -18,10 +18,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests import factories
 from tests.live import (
-    TIMESTAMP,
     LiveServer,
-    assert_no_frame,
-    error_frame,
+    assert_next_is_sentinel_elsewhere,
     open_ready,
     recv_close,
     recv_json,
@@ -30,7 +28,7 @@ from tests.live import (
     send_json,
     subscribe,
 )
-from tests.support import POSITION
+from tests.support import TIMESTAMP, error_frame, pong_frame, subscribed_frame
 
 ROOM_FILTERS = ["*", "message", "room", "message:new", "message:updated", "message:deleted", "room:updated", "room:deleted"]
 
@@ -62,10 +60,6 @@ def roomy_server(django_db_setup, django_db_blocker):
         RETROCHAT_RATE_PER_SECOND="100000", RETROCHAT_RATE_BURST="100000",
     ) as live:
         yield live
-
-
-def pong(ref: object) -> dict:
-    return {"type": "pong", "ref": ref, "server_time": TIMESTAMP}
 
 
 def log_mark(server: LiveServer) -> int:
@@ -136,21 +130,21 @@ def hostile_cases(room_id: int, user_id: int) -> list[tuple[str, str | bytes, di
         ("ref is a float", '{"type":"ping","ref":1.5}', error_frame("INVALID_FRAME")),
         ("ref too long", json.dumps({"type": "ping", "ref": "r" * 65}), error_frame("INVALID_FRAME")),
         ("ref number too long", '{"type":"ping","ref":' + "9" * 65 + "}", error_frame("INVALID_FRAME")),
-        ("ref at the length limit", json.dumps({"type": "ping", "ref": "r" * 64}), pong("r" * 64)),
-        ("integer ref", '{"type":"ping","ref":0}', pong(0)),
+        ("ref at the length limit", json.dumps({"type": "ping", "ref": "r" * 64}), pong_frame("r" * 64)),
+        ("integer ref", '{"type":"ping","ref":0}', pong_frame(0)),
         ("NaN", '{"type":"ping","ref":NaN}', error_frame("INVALID_JSON")),
         ("Infinity", '{"type":"ping","x":Infinity}', error_frame("INVALID_JSON")),
         ("-Infinity", '{"type":"ping","x":-Infinity}', error_frame("INVALID_JSON")),
         ("32,000 nested arrays", "[" * 32_000 + "]" * 32_000, error_frame("INVALID_JSON")),
         ("10,000 nested objects", '{"a":' * 10_000 + "1" + "}" * 10_000, error_frame("INVALID_JSON")),
         ("deep nesting inside a ping", '{"type":"ping","x":' + "[" * 30_000 + "]" * 30_000 + "}", error_frame("INVALID_JSON")),
-        ("moderate nesting is fine", '{"type":"ping","ref":"deep","x":' + "[" * 500 + "]" * 500 + "}", pong("deep")),
+        ("moderate nesting is fine", '{"type":"ping","ref":"deep","x":' + "[" * 500 + "]" * 500 + "}", pong_frame("deep")),
         ("lone surrogate in ref", '{"type":"ping","ref":"\\ud800"}', error_frame("INVALID_FRAME")),
         ("lone surrogate in type", '{"type":"\\ud800","ref":"a"}', error_frame("UNKNOWN_TYPE", "a")),
         ("lone surrogate in channel", '{"type":"subscribe","channel":"room:\\ud800","ref":"s"}', invalid_channel),
         ("lone surrogate in event", '{"type":"subscribe","channel":"' + room + '","event":"\\udfff","ref":"s"}', error_frame("INVALID_EVENT", "s")),
-        ("lone surrogate in an ignored field", '{"type":"ping","ref":"ok","x":"\\udc00"}', pong("ok")),
-        ("escaped NUL in ref", '{"type":"ping","ref":"a\\u0000b"}', pong("a\x00b")),
+        ("lone surrogate in an ignored field", '{"type":"ping","ref":"ok","x":"\\udc00"}', pong_frame("ok")),
+        ("escaped NUL in ref", '{"type":"ping","ref":"a\\u0000b"}', pong_frame("a\x00b")),
         ("escaped NUL in type", '{"type":"ping\\u0000","ref":"a"}', error_frame("UNKNOWN_TYPE", "a")),
         ("escaped NUL in channel", '{"type":"subscribe","channel":"room:1\\u0000","ref":"s"}', invalid_channel),
         ("raw NUL byte", "\x00", error_frame("INVALID_JSON")),
@@ -171,8 +165,8 @@ async def test_hostile_frames_get_their_documented_answer(server, target):
             for label, payload, expected in cases[start : start + batch]:
                 await ws.send(payload)
                 assert await recv_json(ws) == expected, label
-                assert await request_reply(ws, {"type": "ping", "ref": "after"}) == pong("after"), label
-            await assert_no_frame(ws, 0.1)
+                assert await request_reply(ws, {"type": "ping", "ref": "after"}) == pong_frame("after"), label
+            await assert_next_is_sentinel_elsewhere(server, target.key, ws, room=target.room.pk)
     assert_no_traceback(server, mark)
 
 
@@ -185,7 +179,7 @@ async def test_100000_levels_of_nesting(roomy_server, target):
             assert len(payload.encode()) <= 1_048_576
             await ws.send(payload)
             assert await recv_json(ws) == error_frame("INVALID_JSON")
-            assert await request_reply(ws, {"type": "ping", "ref": "after"}) == pong("after")
+            assert await request_reply(ws, {"type": "ping", "ref": "after"}) == pong_frame("after")
     assert_no_traceback(roomy_server, mark)
 
 
@@ -200,24 +194,24 @@ async def test_subscription_limit_is_exact(roomy_server, many_rooms):
             await send_json(ws, {"type": "subscribe", "channel": channel, "event": event, "ref": n})
         replies = [await recv_json(ws) for _ in pairs]
         expected = [
-            {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": n} if n < 100 else error_frame("SUBSCRIPTION_LIMIT", n)
+            subscribed_frame(channel, event, ref=n) if n < 100 else error_frame("SUBSCRIPTION_LIMIT", n)
             for n, (channel, event) in enumerate(pairs)
         ]
         assert replies == expected
         # At the limit: subscribing again to what is held is idempotent, not a new subscription...
         channel, event = pairs[0]
-        assert await subscribe(ws, channel, event, ref="again") == {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": "again"}
+        assert await subscribe(ws, channel, event, ref="again") == subscribed_frame(channel, event, ref="again")
         # ...and dropping one makes room for another.
         assert await request_reply(ws, {"type": "unsubscribe", "channel": channel, "event": event, "ref": "u"}) == {
             "type": "unsubscribed", "channel": channel, "event": event, "ref": "u"
         }
         channel, event = pairs[150]
-        assert await subscribe(ws, channel, event, ref="new") == {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": "new"}
+        assert await subscribe(ws, channel, event, ref="new") == subscribed_frame(channel, event, ref="new")
         channel, event = pairs[151]
         assert await subscribe(ws, channel, event, ref="over") == error_frame("SUBSCRIPTION_LIMIT", "over")
         listed = await request_when_allowed(ws, {"type": "list_subscriptions", "ref": "l"})
         assert sum(len(entry["events"]) for entry in listed["subscriptions"]) == 100
-        assert await request_reply(ws, {"type": "ping", "ref": "p"}) == pong("p")
+        assert await request_reply(ws, {"type": "ping", "ref": "p"}) == pong_frame("p")
     assert_no_traceback(roomy_server, mark)
 
 
@@ -239,12 +233,12 @@ async def test_200_subscribes_in_a_row_at_the_default_rate(server, many_rooms):
                 continue
             allowed += 1
             if allowed <= 100:
-                assert reply == {"type": "subscribed", "channel": channel, "event": event, **POSITION, "ref": n}
+                assert reply == subscribed_frame(channel, event, ref=n)
             else:
                 assert reply == error_frame("SUBSCRIPTION_LIMIT", n)
         assert allowed >= 40  # at least the burst
         assert allowed < 200  # ...and the rate limit did drop frames
-        assert await request_when_allowed(ws, {"type": "ping", "ref": "p"}) == pong("p")
+        assert await request_when_allowed(ws, {"type": "ping", "ref": "p"}) == pong_frame("p")
         listed = await request_when_allowed(ws, {"type": "list_subscriptions", "ref": "l"})
         assert sum(len(entry["events"]) for entry in listed["subscriptions"]) == min(allowed, 100)
     assert_no_traceback(server, mark)
@@ -268,14 +262,14 @@ async def test_1000_frames_in_one_second(server, target):
         elapsed = time.monotonic() - started
         answered = 0
         for n, reply in enumerate(replies):
-            if reply == pong(n):
+            if reply == pong_frame(n):
                 answered += 1
             else:
                 assert reply == error_frame("RATE_LIMITED", n), reply
         # The burst, plus at most what the rate refilled while the frames were being handled.
         assert 40 <= answered <= 40 + 20 * elapsed + 1, (answered, elapsed)
         assert ws.close_code is None  # a one-second burst is not the sustained abuse that closes 4029
-        assert await request_when_allowed(ws, {"type": "ping", "ref": "after"}) == pong("after")
+        assert await request_when_allowed(ws, {"type": "ping", "ref": "after"}) == pong_frame("after")
     assert_no_traceback(server, mark)
 
 
@@ -291,7 +285,7 @@ async def test_frames_over_the_size_limit_close_1009(server, target):
     async with AsyncExitStack() as stack:
         ws = await open_ready(stack, server, target.key)
         await ws.send(padded_ping(65_536))  # exactly the limit: accepted
-        assert await recv_json(ws) == pong("edge")
+        assert await recv_json(ws) == pong_frame("edge")
 
     oversized = [
         ("one byte over", padded_ping(65_537)),
@@ -315,7 +309,7 @@ async def test_frames_over_the_size_limit_close_1009(server, target):
 
     async with AsyncExitStack() as stack:  # the server is fine afterwards
         ws = await open_ready(stack, server, target.key)
-        assert await request_reply(ws, {"type": "ping", "ref": "fresh"}) == pong("fresh")
+        assert await request_reply(ws, {"type": "ping", "ref": "fresh"}) == pong_frame("fresh")
     assert (await server.arequest("GET", "/v1/health"))[0] == 200
     assert_no_traceback(server, mark)
 
@@ -330,7 +324,7 @@ async def test_unknown_websocket_paths_are_refused(server, target, path):
     assert refused.value.response.status_code == 403
     async with AsyncExitStack() as stack:
         ws = await open_ready(stack, server, target.key)
-        assert await request_reply(ws, {"type": "ping", "ref": 1}) == pong(1)
+        assert await request_reply(ws, {"type": "ping", "ref": 1}) == pong_frame(1)
     assert_no_traceback(server, mark)
 
 
@@ -418,5 +412,5 @@ async def test_heartbeat_drops_a_silent_peer_and_keeps_a_live_one(heartbeat_user
             }
             # The live client, connected all along, is still there.
             assert watcher.close_code is None
-            assert await request_reply(watcher, {"type": "ping", "ref": "alive"}) == pong("alive")
+            assert await request_reply(watcher, {"type": "ping", "ref": "alive"}) == pong_frame("alive")
         assert_no_traceback(live)

@@ -28,6 +28,7 @@ from rooms import services as room_services
 from tests import factories
 from tests.live import ROOT, LiveServer, recv_json, request_reply, server_database_url
 from tests.proxy import TcpProxy
+from tests.support import message_data, subscribed_frame
 from tests.test_faults import _via_proxy
 
 NO_THROTTLE = {"RETROCHAT_WRITE_THROTTLE": "off"}
@@ -63,10 +64,6 @@ def people(transactional_db):
     ada, bob = factories.make_user("ada"), factories.make_user("bob")
     room = factories.make_room(ada, members=(bob,))
     return {"ada": ada, "bob": bob, "room": room, "ada_key": factories.make_key(ada), "bob_key": factories.make_key(bob)}
-
-
-def subscribed(channel: str, offset: int, epoch: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "subscribed", "channel": channel, "event": "*", "ref": "s", "offset": offset, "epoch": epoch, **extra}
 
 
 async def ready(ws: Any) -> Any:
@@ -175,11 +172,11 @@ async def test_clients_that_keep_resubscribing_with_since_get_every_offset_once_
                     frame["since"] = {"offset": position[0], "epoch": position[1]}
                 reply = await request_reply(ws, frame)
                 if first:
-                    assert reply == subscribed(channel, start.offset, start.epoch), reply
+                    assert reply == subscribed_frame(channel, ref="s", offset=start.offset, epoch=start.epoch), reply
                     first = False
                     subscribed_once.set()
                 else:
-                    assert reply == subscribed(channel, reply["offset"], start.epoch, recovered=True), reply
+                    assert reply == subscribed_frame(channel, ref="s", offset=reply["offset"], epoch=start.epoch, recovered=True), reply
                     assert reply["offset"] >= position[0]
                 for _ in range(rng.choice([0, 1, 5, 20, 80, 200])):
                     if offsets and offsets[-1] >= final:
@@ -228,9 +225,7 @@ async def test_every_connected_client_gets_every_offset_once_when_redis_goes_awa
                 for server in (a, a, b, b):
                     ws = await ready(await server.connect(people["bob_key"]))
                     sockets.append(ws)
-                    assert await request_reply(ws, {"type": "subscribe", "channel": channel, "ref": "s"}) == subscribed(
-                        channel, start.offset, start.epoch
-                    )
+                    assert await request_reply(ws, {"type": "subscribe", "channel": channel, "ref": "s"}) == subscribed_frame(channel, ref="s", offset=start.offset, epoch=start.epoch)
                     readers.append(Reader(ws, channel, start.epoch))
 
                 committed = 0
@@ -291,12 +286,12 @@ def other_process(code: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def message_data(message_id: int) -> dict[str, Any]:
-    from rooms.api.serializers import MessageSerializer
+def stored_message_data(message_id: int) -> dict[str, Any]:
+    """`message_data` of a row, read from a worker thread that closes its connection afterwards."""
     from rooms.models import Message
 
     try:
-        return dict(MessageSerializer(Message.objects.get(pk=message_id)).data)
+        return message_data(Message.objects.get(pk=message_id))
     finally:
         connection.close()
 
@@ -307,7 +302,7 @@ async def test_a_message_created_by_another_process_reaches_an_embedded_server_s
         await ready(ws)
         reply = await request_reply(ws, {"type": "subscribe", "channel": channel, "ref": "s"})
         offset, epoch = reply["offset"], reply["epoch"]
-        assert reply == subscribed(channel, offset, epoch)
+        assert reply == subscribed_frame(channel, ref="s", offset=offset, epoch=epoch)
         await asyncio.to_thread(
             other_process,
             "from rooms import services; from rooms.models import Room; from users.models import User; "
@@ -315,7 +310,7 @@ async def test_a_message_created_by_another_process_reaches_an_embedded_server_s
         )
         frame = await recv_json(ws, timeout=2)
         message_id = int(frame["data"]["id"].removeprefix("msg_"))
-        data = await asyncio.to_thread(message_data, message_id)
+        data = await asyncio.to_thread(stored_message_data, message_id)
         assert data["content"] == "from cron"
         assert frame == {"type": "message:new", "channel": channel, "offset": offset + 1, "epoch": epoch, "data": data}
 

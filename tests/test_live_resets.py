@@ -10,10 +10,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests import factories
-from tests.live import TIMESTAMP, error_frame, open_ready, recv_close, recv_json, subscribe
+from tests.live import open_ready, recv_close, recv_json, subscribe
 from tests.pressure import SERVERS, flood, metric, pressure_server, wait_for_metric
 from tests.raw_websocket import RawWebSocket
 from tests.test_live_hostile import assert_no_traceback
+from tests.support import error_frame, presence_frame
 from users import services as users
 
 CONNECTION_LIMIT = 5
@@ -35,13 +36,6 @@ def people(transactional_db):
         ada=ada, ada_key=factories.make_key(ada), ada_ws_key=ws_secret, ada_ws_key_id=ws_key.pk,
         bob_key=factories.make_key(bob), cy_key=factories.make_key(cy), room=factories.make_room(bob, "busy"),
     )
-
-
-def presence_frame(user_id: int, status: str) -> dict:
-    return {
-        "type": f"user:{status}", "channel": f"user:{user_id}",
-        "data": {"user_id": f"user_{user_id}", "status": status, "timestamp": TIMESTAMP},
-    }
 
 
 def reset_at(port: int, key: str, point: str, channel: str) -> None:

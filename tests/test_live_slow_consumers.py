@@ -10,9 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from tests import factories
-from tests.live import TIMESTAMP, error_frame, open_ready, recv_json, subscribe
+from tests.live import open_ready, recv_json, subscribe
 from tests.pressure import SERVERS, flood, metric, pressure_server, wait_for_metric
 from tests.raw_websocket import OP_TEXT, RawWebSocket, Received
+from tests.support import TIMESTAMP, error_frame
 
 SLOW_RECEIVE_BUFFER = 4096
 THREE_MB = 3 * 1024 * 1024

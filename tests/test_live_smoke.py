@@ -3,7 +3,7 @@ import pytest
 
 from tests import factories
 from tests.live import recv_json, request_reply
-from tests.support import POSITION
+from tests.support import POSITION, subscribed_frame
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ async def test_message_posted_over_rest_arrives_over_websocket(server, ada_with_
         assert connected["type"] == "connected"
         assert connected["user_id"] == f"user_{ada.pk}"
         reply = await request_reply(ws, {"type": "subscribe", "channel": f"room:{room.pk}", "ref": "1"})
-        assert reply == {"type": "subscribed", "channel": f"room:{room.pk}", "event": "*", **POSITION, "ref": "1"}
+        assert reply == subscribed_frame(f"room:{room.pk}", ref="1")
         status, body = await server.arequest("POST", f"/v1/rooms/{room.pk}/messages", key, {"content": "hi"})
         assert status == 201
         assert await recv_json(ws) == {"type": "message:new", "channel": f"room:{room.pk}", **POSITION, "data": body}

@@ -45,7 +45,7 @@ def scrape(server: LiveServer) -> dict[str, float]:
     return scrape_url(server.http_url)
 
 
-def wait_for(condition, what: str, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+def wait_for(condition, what: str, timeout: float = 15.0):
     """Poll `condition()` until it returns a true value (returned), failing after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:

@@ -9,7 +9,7 @@ from tests.openapi import check_response
 
 pytestmark = pytest.mark.django_db
 
-TIMESTAMP = "2026-01-02T03:04:05.123456Z"
+A_TIMESTAMP = "2026-01-02T03:04:05.123456Z"
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def document(anon):
 def message(**changes: object) -> dict:
     return {
         "id": "msg_1", "room_id": "room_1", "user_id": "user_1", "content": "hi",
-        "created_at": TIMESTAMP, "updated_at": TIMESTAMP, "edited_at": None, **changes,
+        "created_at": A_TIMESTAMP, "updated_at": A_TIMESTAMP, "edited_at": None, **changes,
     }
 
 

@@ -5,91 +5,24 @@ their filters, and with the very frame the channel layer carries. Changes are ma
 makes them (services or the plain ORM, through `database_sync_to_async`), and events go out on commit.
 """
 import asyncio
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import pytest
 
 from rooms import services as room_services
-from rooms.models import Conversation, Message, Room
+from rooms.models import Message, Room
 from tests import factories
+from tests.worlds import Cast, cast
 from tests.layer import LayerListener
-from tests.realtime_client import (
-    FRAME_TIMEOUT,
-    ISO_TIMESTAMP,
-    bearer,
-    connected,
-    opened,
-    sync,
-)
+from tests.realtime_client import FRAME_TIMEOUT, bearer, connected, make_sentinel, opened, sync
 from users.models import User
-from tests.support import POSITION
+from tests.support import POSITION, iso, message_deleted_frame, message_frame, presence_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass
-class World:
-    ada: User  # owns the room; in a conversation with bob
-    bob: User  # member of the room
-    cy: User  # outsider
-    room: Room  # public
-    conversation: Conversation
-    keys: dict[int, str]
-
-    def key(self, user: User) -> str:
-        return self.keys[user.pk]
-
-    @property
-    def channel(self) -> str:
-        return f"room:{self.room.pk}"
-
-
-def _build() -> World:
-    ada = factories.make_user("ada")
-    bob = factories.make_user("bob")
-    cy = factories.make_user("cy")
-    room = factories.make_room(ada, "general", members=(bob,))
-    conversation = factories.make_conversation(ada, bob)
-    keys = {user.pk: factories.make_key(user) for user in (ada, bob, cy)}
-    return World(ada=ada, bob=bob, cy=cy, room=room, conversation=conversation, keys=keys)
-
-
 @pytest.fixture
-async def w() -> World:
-    return await sync(_build)()
-
-
-def message_frame(message: Message, event_type: str = "message:new") -> dict:
-    """The `message:new` / `message:updated` frame, built here from the row."""
-    message.refresh_from_db()
-    where = {"room_id": f"room_{message.room_id}"} if message.room_id else {"conversation_id": f"conv_{message.conversation_id}"}
-    channel = f"room:{message.room_id}" if message.room_id else f"conversation:{message.conversation_id}"
-    return {
-        "type": event_type,
-        "channel": channel, **POSITION,
-        "data": {
-            "id": f"msg_{message.pk}",
-            **where,
-            "user_id": f"user_{message.author_id}",
-            "content": message.content,
-            "created_at": iso(message.created_at),
-            "updated_at": iso(message.updated_at),
-            "edited_at": iso(message.edited_at) if message.edited_at else None,
-        },
-    }
-
-
-def deleted_frame(room: Room, message_id: int, author: User) -> dict:
-    return {
-        "type": "message:deleted",
-        "channel": f"room:{room.pk}", **POSITION,
-        "data": {"id": f"msg_{message_id}", "room_id": f"room_{room.pk}", "user_id": f"user_{author.pk}", "deleted_at": ISO_TIMESTAMP},
-    }
+async def w() -> Cast:
+    return await sync(cast)()
 
 
 # --- who gets what ---------------------------------------------------------------------------
@@ -99,8 +32,8 @@ async def test_message_reaches_a_subscriber_with_the_exact_frame(w):
     async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(w.channel)
         message = await sync(factories.make_message)(w.ada, room=w.room, content="hello")
-        assert await ws.receive() == await sync(message_frame)(message)
-        await ws.assert_silent()
+        assert await ws.receive() == await sync(message_frame)(message, **POSITION)
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_overlapping_filters_deliver_each_event_once(w):
@@ -108,12 +41,12 @@ async def test_overlapping_filters_deliver_each_event_once(w):
         for event in ("*", "message", "message:new"):
             await ws.subscribe(w.channel, event)
         message = await sync(factories.make_message)(w.ada, room=w.room)
-        assert await ws.receive() == await sync(message_frame)(message)
-        await ws.assert_silent()
-        message_id = message.pk
+        assert await ws.receive() == await sync(message_frame)(message, **POSITION)
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
+        deleted = message_deleted_frame(message, **POSITION)
         await sync(room_services.message_delete)(message=message)
-        assert await ws.receive() == deleted_frame(w.room, message_id, w.ada)
-        await ws.assert_silent()
+        assert await ws.receive() == deleted
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_exact_type_filter_delivers_only_that_type(w):
@@ -123,10 +56,10 @@ async def test_exact_type_filter_delivers_only_that_type(w):
         await sync(factories.make_message)(w.ada, room=w.room, content="new")
         await sync(room_services.message_update)(message=message, content="edited")
         await sync(room_services.room_update)(room=w.room, topic="changed")
-        message_id = message.pk
+        deleted = message_deleted_frame(message, **POSITION)
         await sync(room_services.message_delete)(message=message)
-        assert await ws.receive() == deleted_frame(w.room, message_id, w.ada)
-        await ws.assert_silent()
+        assert await ws.receive() == deleted
+        await ws.assert_next_is_sentinel(w.ada, room=w.room, event="message:deleted")
 
 
 async def test_category_filter_delivers_only_that_category(w):
@@ -136,7 +69,7 @@ async def test_category_filter_delivers_only_that_category(w):
         await sync(room_services.room_update)(room=w.room, topic="changed")
         event = await ws.receive()
         assert (event["type"], event["channel"], event["data"]["topic"]) == ("room:updated", w.channel, "changed")
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room, event="room:updated")
 
 
 async def test_message_category_delivers_new_updated_and_deleted(w):
@@ -145,11 +78,11 @@ async def test_message_category_delivers_new_updated_and_deleted(w):
         message = await sync(factories.make_message)(w.ada, room=w.room, content="v1")
         assert (await ws.receive())["type"] == "message:new"
         await sync(room_services.message_update)(message=message, content="v2")
-        assert await ws.receive() == await sync(message_frame)(message, "message:updated")
-        message_id = message.pk
+        assert await ws.receive() == await sync(message_frame)(message, "message:updated", **POSITION)
+        deleted = message_deleted_frame(message, **POSITION)
         await sync(room_services.message_delete)(message=message)
-        assert await ws.receive() == deleted_frame(w.room, message_id, w.ada)
-        await ws.assert_silent()
+        assert await ws.receive() == deleted
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_exactly_the_matching_connections_get_an_event(w):
@@ -168,11 +101,20 @@ async def test_exactly_the_matching_connections_get_an_event(w):
         await bob_other_room.subscribe(f"room:{other.pk}")
         await cy_messages.subscribe(w.channel, "message")
         message = await sync(factories.make_message)(w.bob, room=w.room)
-        expected = await sync(message_frame)(message)
+        expected = await sync(message_frame)(message, **POSITION)
         for ws in (ada_all, ada_new, cy_messages):
             assert await ws.receive() == expected
-        for ws in (ada_all, ada_new, bob_room_only, bob_other_room, cy_unsubscribed, cy_messages):
-            await ws.assert_silent()
+        # Nothing else reached anyone: each socket's next frames are the sentinels it follows.
+        await cy_unsubscribed.subscribe(f"room:{other.pk}")
+        posted = await make_sentinel(w.bob, room=w.room)
+        updated = await make_sentinel(w.ada, room=w.room, event="room:updated")
+        elsewhere = await make_sentinel(w.bob, room=other)
+        for ws, sentinels in (
+            (ada_all, [posted, updated]), (ada_new, [posted]), (cy_messages, [posted]),
+            (bob_room_only, [updated]), (bob_other_room, [elsewhere]), (cy_unsubscribed, [elsewhere]),
+        ):
+            for sentinel in sentinels:
+                await ws.assert_next_is(sentinel)
 
 
 async def test_a_connection_without_subscriptions_gets_nothing(w):
@@ -180,7 +122,8 @@ async def test_a_connection_without_subscriptions_gets_nothing(w):
         await sync(factories.make_message)(w.ada, room=w.room)
         await sync(room_services.room_update)(room=w.room, topic="changed")
         await sync(factories.make_message)(w.ada, conversation=w.conversation)
-        await ws.assert_silent()
+        await ws.subscribe(w.channel)  # only now, to see the sentinel
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_events_of_other_channels_are_not_delivered(w):
@@ -188,7 +131,7 @@ async def test_events_of_other_channels_are_not_delivered(w):
     async with connected(w.key(w.ada)) as ws:
         await ws.subscribe(f"room:{other.pk}")
         await sync(factories.make_message)(w.ada, room=w.room)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=other)
 
 
 async def test_conversation_message_reaches_both_participants(w):
@@ -197,12 +140,13 @@ async def test_conversation_message_reaches_both_participants(w):
         await ada.subscribe(channel)
         await bob.subscribe(channel, "message:new")
         message = await sync(factories.make_message)(w.bob, conversation=w.conversation, content="psst")
-        expected = await sync(message_frame)(message)
+        expected = await sync(message_frame)(message, **POSITION)
         assert expected["data"]["conversation_id"] == f"conv_{w.conversation.pk}"
         assert await ada.receive() == expected
         assert await bob.receive() == expected
-        await ada.assert_silent()
-        await bob.assert_silent()
+        sentinel = await make_sentinel(w.ada, conversation=w.conversation)
+        await ada.assert_next_is(sentinel)
+        await bob.assert_next_is(sentinel)
 
 
 async def test_rolled_back_change_delivers_nothing(w):
@@ -216,7 +160,7 @@ async def test_rolled_back_change_delivers_nothing(w):
     async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(w.channel)
         await sync(post_and_fail)()
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 # --- the frame is the layer's frame ----------------------------------------------------------
@@ -243,51 +187,44 @@ async def test_orm_changes_arrive_as_the_frame_the_layer_carries(w):
                 carried = await asyncio.wait_for(layer.layer.receive(layer.name), FRAME_TIMEOUT)
             assert carried["event"] == expected_type
             assert await ws.receive_text() == carried["text"]  # the published text, byte for byte
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_orm_message_frame_is_the_rest_shape(w):
     async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(w.channel)
         message = await sync(_orm_create)(w.room, w.ada)
-        assert await ws.receive() == await sync(message_frame)(message)
+        assert await ws.receive() == await sync(message_frame)(message, **POSITION)
 
 
 # --- presence --------------------------------------------------------------------------------
-
-
-def presence_frame(user: User, status: str) -> dict:
-    return {
-        "type": f"user:{status}",
-        "channel": f"user:{user.pk}",
-        "data": {"user_id": f"user_{user.pk}", "status": status, "timestamp": ISO_TIMESTAMP},
-    }
 
 
 async def test_first_connection_of_a_user_announces_user_online(w):
     async with connected(w.key(w.cy)) as watcher:
         await watcher.subscribe(f"user:{w.ada.pk}", "activity")
         async with connected(w.key(w.ada)):
-            assert await watcher.receive() == presence_frame(w.ada, "online")
-            await watcher.assert_silent()
+            assert await watcher.receive() == presence_frame(w.ada.pk, "online")
+            await watcher.assert_silent()  # no sentinel: a second transition would come from ada's connection task
 
 
 async def test_second_connection_of_a_user_announces_nothing(w):
     async with connected(w.key(w.ada)), connected(w.key(w.cy)) as watcher:
         await watcher.subscribe(f"user:{w.ada.pk}", "activity")
         async with connected(w.key(w.ada)):
-            await watcher.assert_silent()
-        await watcher.assert_silent()  # closing it is no transition either
+            await watcher.assert_silent()  # no sentinel: a transition would be published after `connected`, concurrently
+        # Closing it is no transition either. It has finished closing: a sentinel can prove it.
+        await watcher.assert_next_is_sentinel_elsewhere(w.bob)
 
 
 async def test_last_connection_closing_announces_user_offline_and_stores_last_seen_at(w):
     async with connected(w.key(w.cy)) as watcher:
         await watcher.subscribe(f"user:{w.ada.pk}", "activity")
         async with connected(w.key(w.ada)), connected(w.key(w.ada)):
-            assert await watcher.receive() == presence_frame(w.ada, "online")
+            assert await watcher.receive() == presence_frame(w.ada.pk, "online")
         offline = await watcher.receive()
-        assert offline == presence_frame(w.ada, "offline")
-        await watcher.assert_silent()
+        assert offline == presence_frame(w.ada.pk, "offline")
+        await watcher.assert_next_is_sentinel_elsewhere(w.bob)  # both connections have finished closing
         await sync(w.ada.refresh_from_db)()
         assert w.ada.last_seen_at is not None
         assert iso(w.ada.last_seen_at) == offline["data"]["timestamp"]
@@ -300,12 +237,12 @@ async def test_refused_handshake_announces_no_presence(w, settings):
         async with opened([bearer("rc_" + "A" * 43)]) as stranger:
             await stranger.open()
         async with connected(w.key(w.ada)):
-            assert await watcher.receive() == presence_frame(w.ada, "online")
+            assert await watcher.receive() == presence_frame(w.ada.pk, "online")
             async with opened([bearer(w.key(w.ada))]) as over_limit:
                 await over_limit.open()
                 assert (await over_limit.receive())["code"] == "CONNECTION_LIMIT"
                 assert await over_limit.close_code() == 4029
-            await watcher.assert_silent()
-        assert await watcher.receive() == presence_frame(w.ada, "offline")
-        await watcher.assert_silent()
+            await watcher.assert_silent()  # no sentinel: the refused handshake may still be running
+        assert await watcher.receive() == presence_frame(w.ada.pk, "offline")
+        await watcher.assert_next_is_sentinel_elsewhere(w.bob)  # every connection has finished closing
 

@@ -14,7 +14,8 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.utils import timezone
 
 from tests import factories
-from tests.realtime_client import bearer, connected, error, opened, sync
+from tests.realtime_client import bearer, connected, opened, sync
+from tests.support import error_frame
 from users import services as user_services
 from users.models import ApiKey, User
 
@@ -54,7 +55,7 @@ async def assert_refused(socket, code: str, close_code: int) -> dict:
     accepted, _ = await socket.open()
     assert accepted
     frame = await socket.receive()
-    assert frame == error(code)
+    assert frame == error_frame(code)
     assert await socket.close_code() == close_code
     return frame
 

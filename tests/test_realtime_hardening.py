@@ -10,7 +10,6 @@ test asserts what one round does instead of waiting for the timer.
 """
 import asyncio
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -24,10 +23,11 @@ from realtime import authorization
 from realtime.hub import existing_hub
 from realtime.layers import EmbeddedChannelLayer
 from rooms import services as room_services
-from rooms.models import Membership, Room
+from rooms.models import Membership
 from tests import factories
-from tests.realtime_client import connected, error, opened, sync
-from tests.support import POSITION
+from tests.worlds import Cast, cast
+from tests.realtime_client import connected, opened, sync
+from tests.support import error_frame, subscribed_frame
 from users.models import ApiKey, User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,31 +35,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SITE_ORIGIN = (b"origin", b"http://localhost:8000")
 
 
-@dataclass
-class World:
-    ada: User  # owns both rooms
-    bob: User  # member of both
-    root: User  # staff
-    public: Room
-    private: Room
-    other: Room  # another public room: its events are the sentinel that proves what did not arrive
-    keys: dict[str, str]
-
-
-def _build() -> World:
-    ada = factories.make_user("ada")
-    bob = factories.make_user("bob")
-    root = factories.make_user("root", is_staff=True)
-    public = factories.make_room(ada, "lobby", members=(bob,))
-    private = factories.make_room(ada, "secret", is_private=True, members=(bob,))
-    other = factories.make_room(ada, "other")
-    keys = {user.username: factories.make_key(user) for user in (ada, bob, root)}
-    return World(ada, bob, root, public, private, other, keys)
-
-
 @pytest.fixture
-async def w() -> World:
-    return await sync(_build)()
+async def w() -> Cast:
+    return await sync(cast)()
 
 
 @pytest.fixture(autouse=True)
@@ -96,24 +74,24 @@ async def test_the_embedded_layer_keeps_memberships_when_a_message_expires():
 
 async def test_the_hub_joins_every_followed_group_again(w, settings):
     settings.RETROCHAT_LOG_POLL_SECONDS = 3600  # no catch-up from the log: only the group can deliver
-    channel = f"room:{w.public.pk}"
-    async with connected(w.keys["bob"]) as ws:
+    channel = f"room:{w.room.pk}"
+    async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(channel, "message")
         hub = existing_hub()
-        for group in ("rc.control", f"rc.room.{w.public.pk}"):  # as if the layer had expired them
+        for group in ("rc.control", f"rc.room.{w.room.pk}"):  # as if the layer had expired them
             await get_channel_layer().group_discard(group, hub.channel_name)
         await hub._reassert_groups()
-        await sync(factories.make_message)(w.ada, room=w.public, content="through the group")
+        await sync(factories.make_message)(w.ada, room=w.room, content="through the group")
         assert await next_message_content(ws) == "through the group"
 
 
 async def test_an_event_whose_group_membership_was_lost_still_arrives_from_the_log(w):
-    channel = f"room:{w.public.pk}"
-    async with connected(w.keys["bob"]) as ws:
+    channel = f"room:{w.room.pk}"
+    async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(channel, "message")
         hub = existing_hub()
-        await get_channel_layer().group_discard(f"rc.room.{w.public.pk}", hub.channel_name)
-        await sync(factories.make_message)(w.ada, room=w.public, content="through the log")
+        await get_channel_layer().group_discard(f"rc.room.{w.room.pk}", hub.channel_name)
+        await sync(factories.make_message)(w.ada, room=w.room, content="through the log")
         frame = await ws.communicator.receive_json_from(timeout=5)  # within two catch-up rounds
         assert (frame["type"], frame["data"]["content"], frame["offset"]) == ("message:new", "through the log", frame["offset"])
 
@@ -122,7 +100,8 @@ async def test_an_event_whose_group_membership_was_lost_still_arrives_from_the_l
 
 
 async def test_a_removal_between_the_access_check_and_the_subscription_never_leaves_the_member_subscribed(w, monkeypatch):
-    private, sentinel = f"room:{w.private.pk}", f"room:{w.other.pk}"
+    other = await sync(factories.make_room)(w.ada, "other")  # its events are the sentinel that proves what did not arrive
+    private, sentinel = f"room:{w.private.pk}", f"room:{other.pk}"
     checked = authorization.prepare_subscription
 
     def check_then_remove(user_id, channel, *args):
@@ -133,16 +112,16 @@ async def test_a_removal_between_the_access_check_and_the_subscription_never_lea
         return prepared
 
     monkeypatch.setattr(authorization, "prepare_subscription", check_then_remove)
-    async with connected(w.keys["bob"]) as ws:
+    async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(sentinel, "message")
         reply = await ws.request({"type": "subscribe", "channel": private, "event": "message", "ref": "p"})
         if reply["type"] == "subscribed":  # the re-check after install removed it
-            assert reply == {"type": "subscribed", "channel": private, "event": "message", **POSITION, "ref": "p"}
+            assert reply == subscribed_frame(private, "message", ref="p")
             assert await ws.receive() == {"type": "unsubscribed", "channel": private, "reason": "access_revoked"}
         else:  # the access change arrived during the check: checked again, refused
-            assert reply == error("FORBIDDEN", "p")
+            assert reply == error_frame("FORBIDDEN", "p")
         await sync(factories.make_message)(w.ada, room=w.private, content="members only")
-        await sync(factories.make_message)(w.ada, room=w.other, content="sentinel")
+        await sync(factories.make_message)(w.ada, room=other, content="sentinel")
         assert await next_message_content(ws) == "sentinel"
         assert await ws.request({"type": "list_subscriptions"}) == {
             "type": "subscriptions", "subscriptions": [{"channel": sentinel, "events": ["message"]}]
@@ -154,11 +133,11 @@ async def test_a_removal_between_the_access_check_and_the_subscription_never_lea
 
 async def test_a_demoted_staff_user_cannot_subscribe_to_private_rooms_on_an_open_socket(w):
     channel = f"room:{w.private.pk}"
-    async with connected(w.keys["root"]) as ws:
+    async with connected(w.key(w.root)) as ws:
         await ws.subscribe(channel, "message")
         await sync(User.objects.filter(pk=w.root.pk).update)(is_staff=False)
         await ws.request({"type": "unsubscribe", "channel": channel})
-        assert await ws.request({"type": "subscribe", "channel": channel, "ref": "again"}) == error("FORBIDDEN", "again")
+        assert await ws.request({"type": "subscribe", "channel": channel, "ref": "again"}) == error_frame("FORBIDDEN", "again")
 
 
 # --- credentials re-validated --------------------------------------------------------------------
@@ -167,7 +146,7 @@ async def test_a_demoted_staff_user_cannot_subscribe_to_private_rooms_on_an_open
 async def revalidated_close(ws) -> int:
     """Run one re-validation round; the connection must get UNAUTHORIZED and close 4001."""
     await existing_hub()._revalidate()
-    assert await ws.receive() == error("UNAUTHORIZED")
+    assert await ws.receive() == error_frame("UNAUTHORIZED")
     return await ws.close_code()
 
 
@@ -177,26 +156,26 @@ async def still_open_after_revalidation(ws) -> None:
 
 
 async def test_a_user_deactivated_without_signals_is_closed(w):
-    async with connected(w.keys["bob"]) as ws:
+    async with connected(w.key(w.bob)) as ws:
         await sync(User.objects.filter(pk=w.bob.pk).update)(is_active=False)
         assert await revalidated_close(ws) == 4001
 
 
 async def test_a_key_revoked_without_signals_is_closed(w):
-    async with connected(w.keys["bob"]) as ws, connected(w.keys["ada"]) as bystander:
+    async with connected(w.key(w.bob)) as ws, connected(w.key(w.ada)) as bystander:
         await sync(ApiKey.objects.filter(user=w.bob).update)(revoked_at=timezone.now())
         assert await revalidated_close(ws) == 4001
         await bystander.assert_alive()
 
 
 async def test_a_key_whose_expiry_moved_into_the_past_is_closed(w):
-    async with connected(w.keys["bob"]) as ws:
+    async with connected(w.key(w.bob)) as ws:
         await sync(ApiKey.objects.filter(user=w.bob).update)(expires_at=timezone.now() - timedelta(seconds=1))
         assert await revalidated_close(ws) == 4001
 
 
 async def test_valid_credentials_stay_open(w):
-    async with connected(w.keys["bob"]) as ws:
+    async with connected(w.key(w.bob)) as ws:
         await still_open_after_revalidation(ws)
 
 
@@ -239,11 +218,11 @@ async def test_a_live_session_socket_stays_open(w):
 
 async def test_re_validation_runs_by_itself(w, settings):
     settings.RETROCHAT_REVALIDATE_SECONDS = 0.05
-    async with connected(w.keys["bob"]) as ws:
+    async with connected(w.key(w.bob)) as ws:
         await sync(User.objects.filter(pk=w.bob.pk).update)(is_active=False)
         deadline = time.monotonic() + 5
         frame = await ws.communicator.receive_json_from(timeout=deadline - time.monotonic())
-        assert frame == error("UNAUTHORIZED")
+        assert frame == error_frame("UNAUTHORIZED")
 
 
 # --- the verified-key cache -----------------------------------------------------------------------
@@ -252,21 +231,21 @@ async def test_re_validation_runs_by_itself(w, settings):
 async def test_a_key_is_verified_once_then_taken_from_the_cache(w):
     from realtime.credentials import verified_keys
 
-    async with connected(w.keys["bob"]):
+    async with connected(w.key(w.bob)):
         pass
     key = await sync(ApiKey.objects.get)(user=w.bob)
     await sync(ApiKey.objects.filter(pk=key.pk).update)(revoked_at=timezone.now())  # no signal: still cached…
-    assert verified_keys.get(w.keys["bob"]) is not None
+    assert verified_keys.get(w.key(w.bob)) is not None
     verified_keys.forget_key(key.pk)  # …until the process hears of it (RevokeKey, applied by the hub)
-    assert verified_keys.get(w.keys["bob"]) is None
+    assert verified_keys.get(w.key(w.bob)) is None
 
 
 async def test_revoking_a_key_forgets_it_on_every_process(w):
     from realtime.credentials import verified_keys
     from users import services as user_services
 
-    async with connected(w.keys["bob"]) as ws:
+    async with connected(w.key(w.bob)) as ws:
         key = await sync(ApiKey.objects.get)(user=w.bob)
         await sync(user_services.api_key_revoke)(api_key=key)
-        assert await ws.receive() == error("UNAUTHORIZED")  # the hub applied RevokeKey…
-    assert verified_keys.get(w.keys["bob"]) is None  # …and forgot the key
+        assert await ws.receive() == error_frame("UNAUTHORIZED")  # the hub applied RevokeKey…
+    assert verified_keys.get(w.key(w.bob)) is None  # …and forgot the key

@@ -12,8 +12,8 @@ from realtime import limits
 from realtime.limits import ABUSE_SECONDS, FrameRateLimiter
 from rooms.models import Room
 from tests import factories
-from tests.realtime_client import FRAME_TIMEOUT, ISO_TIMESTAMP, connected, error, sync
-from tests.support import POSITION
+from tests.realtime_client import FRAME_TIMEOUT, connected, sync
+from tests.support import POSITION, error_frame, pong_frame
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,23 +39,19 @@ async def s() -> Setup:
     return await sync(_setup)()
 
 
-def pong(ref: object) -> dict:
-    return {"type": "pong", "ref": ref, "server_time": ISO_TIMESTAMP}
-
-
 async def request_when_allowed(ws, frame: dict) -> dict:
     """Send `frame` until the bucket has refilled enough to answer it (a condition with a deadline)."""
     deadline = asyncio.get_running_loop().time() + FRAME_TIMEOUT
     while True:
         reply = await ws.request(frame)
-        if reply != error("RATE_LIMITED", frame.get("ref")):
+        if reply != error_frame("RATE_LIMITED", frame.get("ref")):
             return reply
         assert asyncio.get_running_loop().time() < deadline, "the rate limit never let a frame through"
         await asyncio.sleep(0.05)
 
 
 async def wait_for_pong(ws) -> None:
-    assert await request_when_allowed(ws, {"type": "ping", "ref": "wait"}) == pong("wait")
+    assert await request_when_allowed(ws, {"type": "ping", "ref": "wait"}) == pong_frame("wait")
 
 
 # --- subscriptions per connection ------------------------------------------------------------
@@ -71,7 +67,7 @@ async def test_subscription_over_the_limit_is_refused(s, three_subscriptions):
         for room in s.rooms:
             await ws.subscribe(f"room:{room.pk}")
         reply = await ws.request({"type": "subscribe", "channel": f"user:{s.ada.pk}", "ref": "4th"})
-        assert reply == error("SUBSCRIPTION_LIMIT", "4th")
+        assert reply == error_frame("SUBSCRIPTION_LIMIT", "4th")
         await ws.assert_alive()
 
 
@@ -101,7 +97,7 @@ async def test_each_filter_counts_as_a_subscription(s, three_subscriptions):
     async with connected(s.key) as ws:
         for event in ("message:new", "message:updated", "message:deleted"):
             await ws.subscribe(channel, event)
-        assert await ws.request({"type": "subscribe", "channel": channel, "event": "room", "ref": "r"}) == error(
+        assert await ws.request({"type": "subscribe", "channel": channel, "event": "room", "ref": "r"}) == error_frame(
             "SUBSCRIPTION_LIMIT", "r"
         )
 
@@ -140,7 +136,7 @@ async def test_frames_over_the_rate_are_answered_rate_limited_with_their_ref(s, 
         for ref in range(10):
             await ws.send({"type": "ping", "ref": ref})
         replies = [await ws.receive() for _ in range(10)]
-        assert replies == [pong(ref) for ref in range(5)] + [error("RATE_LIMITED", ref) for ref in range(5, 10)]
+        assert replies == [pong_frame(ref) for ref in range(5)] + [error_frame("RATE_LIMITED", ref) for ref in range(5, 10)]
         await ws.assert_silent()
 
 
@@ -160,7 +156,7 @@ async def test_a_dropped_subscribe_subscribes_to_nothing(s, five_per_second):
             await ws.send({"type": "ping", "ref": ref})
         await ws.send({"type": "subscribe", "channel": channel, "ref": "dropped"})
         replies = [await ws.receive() for _ in range(6)]
-        assert replies[-1] == error("RATE_LIMITED", "dropped")
+        assert replies[-1] == error_frame("RATE_LIMITED", "dropped")
         assert await request_when_allowed(ws, {"type": "list_subscriptions"}) == {
             "type": "subscriptions",
             "subscriptions": [],
@@ -172,16 +168,16 @@ async def test_invalid_frames_count_against_the_rate(s, five_per_second):
         for _ in range(5):
             await ws.send_text("not json")
         for _ in range(5):
-            assert await ws.receive() == error("INVALID_JSON")
+            assert await ws.receive() == error_frame("INVALID_JSON")
         await ws.send({"type": "ping", "ref": "late"})
-        assert await ws.receive() == error("RATE_LIMITED", "late")
+        assert await ws.receive() == error_frame("RATE_LIMITED", "late")
 
 
 async def test_rate_is_per_connection(s, five_per_second):
     async with connected(s.key) as busy, connected(s.key) as quiet:
         for ref in range(6):
             await busy.send({"type": "ping", "ref": ref})
-        assert [await busy.receive() for _ in range(6)][-1] == error("RATE_LIMITED", 5)
+        assert [await busy.receive() for _ in range(6)][-1] == error_frame("RATE_LIMITED", 5)
         await quiet.assert_alive()
 
 
@@ -191,7 +187,7 @@ async def test_sustained_abuse_closes_with_4029(s, five_per_second, monkeypatch)
     async with connected(s.key) as ws:
         for ref in range(6):
             await ws.send({"type": "ping", "ref": ref})
-        assert [await ws.receive() for _ in range(6)] == [pong(ref) for ref in range(5)] + [error("RATE_LIMITED")]
+        assert [await ws.receive() for _ in range(6)] == [pong_frame(ref) for ref in range(5)] + [error_frame("RATE_LIMITED")]
         assert await ws.close_code() == 4029
 
 

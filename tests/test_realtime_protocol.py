@@ -11,8 +11,8 @@ import pytest
 from rooms import services as room_services
 from rooms.models import Room
 from tests import factories
-from tests.realtime_client import ISO_TIMESTAMP, connected, error, sync
-from tests.support import POSITION
+from tests.realtime_client import connected, sync
+from tests.support import POSITION, TIMESTAMP, error_frame, subscribed_frame
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,25 +52,25 @@ def _post(room: Room, author: User, content: str = "hello") -> None:
 async def test_subscribe_answers_subscribed_with_the_ref(ada, ref):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": ada.channel, "event": "message", "ref": ref})
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "message", **POSITION, "ref": ref}
+        assert reply == subscribed_frame(ada.channel, "message", ref=ref)
 
 
 async def test_subscribe_without_event_subscribes_to_everything(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": ada.channel})
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "*", **POSITION}
+        assert reply == subscribed_frame(ada.channel)
 
 
 async def test_subscribe_with_star_event(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": ada.channel, "event": "*"})
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "*", **POSITION}
+        assert reply == subscribed_frame(ada.channel)
 
 
 async def test_subscribe_with_an_exact_event_type(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": ada.channel, "event": "message:deleted"})
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "message:deleted", **POSITION}
+        assert reply == subscribed_frame(ada.channel, "message:deleted")
 
 
 @REFS
@@ -100,13 +100,13 @@ async def test_list_subscriptions_answers_with_the_ref(ada, ref):
 async def test_ping_answers_pong_with_the_ref_and_server_time(ada, ref):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "ping", "ref": ref})
-        assert reply == {"type": "pong", "ref": ref, "server_time": ISO_TIMESTAMP}
+        assert reply == {"type": "pong", "ref": ref, "server_time": TIMESTAMP}
         assert reply["server_time"].endswith("Z")
 
 
 async def test_replies_without_ref_carry_no_ref(ada):
     async with connected(ada.key) as ws:
-        assert await ws.request({"type": "ping"}) == {"type": "pong", "server_time": ISO_TIMESTAMP}
+        assert await ws.request({"type": "ping"}) == {"type": "pong", "server_time": TIMESTAMP}
         assert await ws.request({"type": "list_subscriptions"}) == {"type": "subscriptions", "subscriptions": []}
         assert await ws.request({"type": "unsubscribe", "channel": ada.channel}) == {
             "type": "unsubscribed",
@@ -117,21 +117,21 @@ async def test_replies_without_ref_carry_no_ref(ada):
 @REFS
 async def test_errors_echo_a_valid_ref(ada, ref):
     async with connected(ada.key) as ws:
-        assert await ws.request({"type": "subscribe", "channel": "room:0", "ref": ref}) == error("INVALID_CHANNEL", ref)
-        assert await ws.request({"type": "shout", "ref": ref}) == error("UNKNOWN_TYPE", ref)
-        assert await ws.request({"ref": ref}) == error("INVALID_FRAME", ref)
+        assert await ws.request({"type": "subscribe", "channel": "room:0", "ref": ref}) == error_frame("INVALID_CHANNEL", ref)
+        assert await ws.request({"type": "shout", "ref": ref}) == error_frame("UNKNOWN_TYPE", ref)
+        assert await ws.request({"ref": ref}) == error_frame("INVALID_FRAME", ref)
 
 
 async def test_ref_of_64_characters_is_echoed(ada):
     ref = "r" * 64
     async with connected(ada.key) as ws:
-        assert await ws.request({"type": "ping", "ref": ref}) == {"type": "pong", "ref": ref, "server_time": ISO_TIMESTAMP}
+        assert await ws.request({"type": "ping", "ref": ref}) == {"type": "pong", "ref": ref, "server_time": TIMESTAMP}
 
 
 async def test_non_ascii_ref_is_echoed(ada):
     ref = "réf-✓"
     async with connected(ada.key) as ws:
-        assert await ws.request({"type": "ping", "ref": ref}) == {"type": "pong", "ref": ref, "server_time": ISO_TIMESTAMP}
+        assert await ws.request({"type": "ping", "ref": ref}) == {"type": "pong", "ref": ref, "server_time": TIMESTAMP}
 
 
 # --- subscriptions: idempotence, unsubscribing, listing --------------------------------------
@@ -147,7 +147,7 @@ async def test_subscribing_twice_delivers_each_event_once(ada):
         }
         await sync(_post)(ada.room, ada.user)
         assert (await ws.receive())["type"] == "message:new"
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(ada.user, room=ada.room)
 
 
 async def test_subscribing_twice_lists_one_subscription(ada):
@@ -183,7 +183,7 @@ async def test_unsubscribe_without_event_drops_every_filter_of_the_channel(ada):
         assert await ws.request({"type": "list_subscriptions"}) == {"type": "subscriptions", "subscriptions": []}
         await sync(_post)(ada.room, ada.user)
         await sync(room_services.room_update)(room=ada.room, topic="quiet")
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel_elsewhere(ada.user)
 
 
 async def test_unsubscribe_with_event_drops_only_that_filter(ada):
@@ -199,7 +199,7 @@ async def test_unsubscribe_with_event_drops_only_that_filter(ada):
         await sync(room_services.room_update)(room=ada.room, topic="news")
         event = await ws.receive()
         assert (event["type"], event["channel"], event["data"]["topic"]) == ("room:updated", ada.channel, "news")
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(ada.user, room=ada.room, event="room:updated")
 
 
 async def test_unsubscribe_of_the_last_filter_removes_the_channel(ada):
@@ -208,7 +208,7 @@ async def test_unsubscribe_of_the_last_filter_removes_the_channel(ada):
         await ws.request({"type": "unsubscribe", "channel": ada.channel, "event": "message:new"})
         assert await ws.request({"type": "list_subscriptions"}) == {"type": "subscriptions", "subscriptions": []}
         await sync(_post)(ada.room, ada.user)
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel_elsewhere(ada.user)
 
 
 async def test_unsubscribing_what_was_never_subscribed_succeeds(ada):
@@ -245,13 +245,13 @@ async def test_unsubscribing_a_filter_that_was_never_subscribed_keeps_the_others
 async def test_prefixed_room_id_is_answered_with_the_canonical_name(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": f"room:room_{ada.room.pk}", "ref": "c"})
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "*", **POSITION, "ref": "c"}
+        assert reply == subscribed_frame(ada.channel, ref="c")
 
 
 async def test_prefixed_user_id_is_answered_with_the_canonical_name(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": f"user:user_{ada.user.pk}", "event": "room"})
-        assert reply == {"type": "subscribed", "channel": f"user:{ada.user.pk}", "event": "room", **POSITION}
+        assert reply == subscribed_frame(f"user:{ada.user.pk}", "room")
 
 
 async def test_prefixed_conversation_id_is_answered_with_the_canonical_name(ada):
@@ -259,7 +259,7 @@ async def test_prefixed_conversation_id_is_answered_with_the_canonical_name(ada)
     conversation = await sync(factories.make_conversation)(ada.user, bob)
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "subscribe", "channel": f"conversation:conv_{conversation.pk}"})
-        assert reply == {"type": "subscribed", "channel": f"conversation:{conversation.pk}", "event": "*", **POSITION}
+        assert reply == subscribed_frame(f"conversation:{conversation.pk}")
 
 
 MALFORMED_CHANNELS = {
@@ -290,13 +290,13 @@ MALFORMED_CHANNELS = {
 @pytest.mark.parametrize("channel", MALFORMED_CHANNELS.values(), ids=MALFORMED_CHANNELS.keys())
 async def test_malformed_channel_is_invalid_channel(ada, channel):
     async with connected(ada.key) as ws:
-        assert await ws.request({"type": "subscribe", "channel": channel, "ref": "m"}) == error("INVALID_CHANNEL", "m")
+        assert await ws.request({"type": "subscribe", "channel": channel, "ref": "m"}) == error_frame("INVALID_CHANNEL", "m")
         await ws.assert_alive()
 
 
 async def test_malformed_channel_in_unsubscribe_is_invalid_channel(ada):
     async with connected(ada.key) as ws:
-        assert await ws.request({"type": "unsubscribe", "channel": "room:0", "ref": "u"}) == error("INVALID_CHANNEL", "u")
+        assert await ws.request({"type": "unsubscribe", "channel": "room:0", "ref": "u"}) == error_frame("INVALID_CHANNEL", "u")
 
 
 @pytest.mark.parametrize(
@@ -314,7 +314,7 @@ async def test_malformed_channel_in_unsubscribe_is_invalid_channel(ada):
 )
 async def test_channel_of_the_wrong_json_type_is_invalid_frame(ada, frame):
     async with connected(ada.key) as ws:
-        assert await ws.request({**frame, "ref": "t"}) == error("INVALID_FRAME", "t")
+        assert await ws.request({**frame, "ref": "t"}) == error_frame("INVALID_FRAME", "t")
         await ws.assert_alive()
 
 
@@ -341,7 +341,7 @@ async def test_event_filter_that_does_not_exist_or_apply_is_invalid_event(ada, k
     conversation = await sync(factories.make_conversation)(ada.user, bob)
     channel = {"room": ada.channel, "user": f"user:{ada.user.pk}", "conversation": f"conversation:{conversation.pk}"}[kind]
     async with connected(ada.key) as ws:
-        assert await ws.request({"type": "subscribe", "channel": channel, "event": event, "ref": "e"}) == error(
+        assert await ws.request({"type": "subscribe", "channel": channel, "event": event, "ref": "e"}) == error_frame(
             "INVALID_EVENT", "e"
         )
         await ws.assert_alive()
@@ -350,7 +350,7 @@ async def test_event_filter_that_does_not_exist_or_apply_is_invalid_event(ada, k
 async def test_unknown_event_filter_in_unsubscribe_is_invalid_event(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "unsubscribe", "channel": ada.channel, "event": "message:exploded", "ref": "x"})
-        assert reply == error("INVALID_EVENT", "x")
+        assert reply == error_frame("INVALID_EVENT", "x")
 
 
 @pytest.mark.parametrize(
@@ -358,7 +358,7 @@ async def test_unknown_event_filter_in_unsubscribe_is_invalid_event(ada):
 )
 async def test_event_of_the_wrong_json_type_is_invalid_frame(ada, event):
     async with connected(ada.key) as ws:
-        assert await ws.request({"type": "subscribe", "channel": ada.channel, "event": event, "ref": "w"}) == error(
+        assert await ws.request({"type": "subscribe", "channel": ada.channel, "event": event, "ref": "w"}) == error_frame(
             "INVALID_FRAME", "w"
         )
         await ws.assert_alive()
@@ -374,14 +374,14 @@ async def test_event_of_the_wrong_json_type_is_invalid_frame(ada, event):
 )
 async def test_invalid_ref_is_invalid_frame_without_ref(ada, ref):
     async with connected(ada.key) as ws:
-        assert await ws.request({"type": "ping", "ref": ref}) == error("INVALID_FRAME")
+        assert await ws.request({"type": "ping", "ref": ref}) == error_frame("INVALID_FRAME")
         await ws.assert_alive()
 
 
 async def test_ref_with_a_lone_surrogate_is_invalid_frame_without_ref(ada):
     async with connected(ada.key) as ws:
         await ws.send_text(r'{"type":"ping","ref":"a\ud800"}')
-        assert await ws.receive() == error("INVALID_FRAME")
+        assert await ws.receive() == error_frame("INVALID_FRAME")
         await ws.assert_alive()
 
 
@@ -421,7 +421,7 @@ HOSTILE_TEXT = {
 async def test_hostile_text_is_answered_and_the_connection_keeps_working(ada, text, code):
     async with connected(ada.key) as ws:
         await ws.send_text(text)
-        assert await ws.receive() == error(code)
+        assert await ws.receive() == error_frame(code)
         await ws.assert_alive()
 
 
@@ -430,7 +430,7 @@ async def test_replies_to_hostile_text_are_valid_utf8_json(ada):
         await ws.send_text(r'{"type":"\ud800\udfff\ud800","ref":"\udc00"}')
         reply = await ws.receive_text()
         reply.encode("utf-8")  # no lone surrogate made it into the reply
-        assert json.loads(reply) == error("INVALID_FRAME")
+        assert json.loads(reply) == error_frame("INVALID_FRAME")
         await ws.assert_alive()
 
 
@@ -438,7 +438,7 @@ async def test_replies_to_hostile_text_are_valid_utf8_json(ada):
 async def test_binary_frame_is_invalid_frame(ada, data):
     async with connected(ada.key) as ws:
         await ws.send_bytes(data)
-        assert await ws.receive() == error("INVALID_FRAME")
+        assert await ws.receive() == error_frame("INVALID_FRAME")
         await ws.assert_alive()
 
 
@@ -455,14 +455,14 @@ async def test_deeply_nested_json_is_invalid_json(ada, settings, text):
     settings.RETROCHAT_MAX_FRAME_BYTES = 1_000_000  # this is about depth, not size
     async with connected(ada.key) as ws:
         await ws.send_text(text)
-        assert await ws.receive() == error("INVALID_JSON")
+        assert await ws.receive() == error_frame("INVALID_JSON")
         await ws.assert_alive()
 
 
 async def test_frame_nested_within_the_parser_depth_is_answered_normally(ada):
     async with connected(ada.key) as ws:
         reply = await ws.request({"type": "ping", "ref": "deep", "x": json.loads("[" * 50 + "]" * 50)})
-        assert reply == {"type": "pong", "ref": "deep", "server_time": ISO_TIMESTAMP}
+        assert reply == {"type": "pong", "ref": "deep", "server_time": TIMESTAMP}
 
 
 # --- frame size ------------------------------------------------------------------------------
@@ -481,14 +481,14 @@ async def test_frame_at_the_size_limit_is_answered(ada, settings):
     settings.RETROCHAT_MAX_FRAME_BYTES = 1024
     async with connected(ada.key) as ws:
         await ws.send_text(_ping_of(1024))
-        assert await ws.receive() == {"type": "pong", "ref": "big", "server_time": ISO_TIMESTAMP}
+        assert await ws.receive() == {"type": "pong", "ref": "big", "server_time": TIMESTAMP}
 
 
 async def test_frame_over_the_size_limit_is_message_too_large_then_close_1009(ada, settings):
     settings.RETROCHAT_MAX_FRAME_BYTES = 1024
     async with connected(ada.key) as ws:
         await ws.send_text(_ping_of(1025))
-        assert await ws.receive() == error("MESSAGE_TOO_LARGE")
+        assert await ws.receive() == error_frame("MESSAGE_TOO_LARGE")
         assert await ws.close_code() == 1009
 
 
@@ -498,7 +498,7 @@ async def test_frame_size_is_counted_in_utf8_bytes(ada, settings):
     assert len(text) < 1024
     async with connected(ada.key) as ws:
         await ws.send_text(text)
-        assert await ws.receive() == error("MESSAGE_TOO_LARGE")
+        assert await ws.receive() == error_frame("MESSAGE_TOO_LARGE")
         assert await ws.close_code() == 1009
 
 
@@ -506,7 +506,7 @@ async def test_binary_frame_over_the_size_limit_is_message_too_large(ada, settin
     settings.RETROCHAT_MAX_FRAME_BYTES = 1024
     async with connected(ada.key) as ws:
         await ws.send_bytes(b"x" * 1025)
-        assert await ws.receive() == error("MESSAGE_TOO_LARGE")
+        assert await ws.receive() == error_frame("MESSAGE_TOO_LARGE")
         assert await ws.close_code() == 1009
 
 
@@ -517,7 +517,7 @@ async def test_nothing_is_answered_after_a_frame_too_large(ada, settings):
         await ws.receive()
         await ws.close_code()
         await ws.send({"type": "ping"})
-        await ws.assert_silent()
+        await ws.assert_silent()  # no sentinel: the connection is closed, nothing can be asked of it
 
 
 # --- missed-event recovery is not built yet: the answer says so ---------------------
@@ -528,7 +528,7 @@ async def test_subscribe_with_since_answers_recovered_false(ada):
         reply = await ws.request(
             {"type": "subscribe", "channel": ada.channel, "since": {"offset": 3, "epoch": "e1"}, "ref": "s"}
         )
-        assert reply == {"type": "subscribed", "channel": ada.channel, "event": "*", **POSITION, "recovered": False, "ref": "s"}
+        assert reply == subscribed_frame(ada.channel, ref="s", recovered=False)
 
 
 @pytest.mark.parametrize("since", [3, "3", [3], True])

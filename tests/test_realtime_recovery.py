@@ -3,8 +3,6 @@
 Every expectation is an exact frame with an exact position: offsets and epochs are read from what
 the first connection received (or from the log), never matched loosely.
 """
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,90 +10,24 @@ import pytest
 from realtime import streams
 from realtime.models import Stream, StreamEvent
 from rooms import services as room_services
-from rooms.models import Conversation, Membership, Message, Room
+from rooms.models import Membership
 from tests import factories
-from tests.realtime_client import ISO_TIMESTAMP, connected, error, sync
+from tests.worlds import Cast, cast
+from tests.realtime_client import connected, sync
+from tests.support import error_frame, message_deleted_frame, message_frame, subscribed_frame
 from users import services as user_services
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass
-class World:
-    ada: User  # owns both rooms
-    bob: User  # member of both rooms
-    cy: User  # member of nothing
-    room: Room  # public
-    private: Room
-    conversation: Conversation
-    keys: dict[int, str]
-
-    def key(self, user: User) -> str:
-        return self.keys[user.pk]
-
-    @property
-    def channel(self) -> str:
-        return f"room:{self.room.pk}"
-
-
-def _build() -> World:
-    ada, bob, cy = factories.make_user("ada"), factories.make_user("bob"), factories.make_user("cy")
-    room = factories.make_room(ada, "general", members=(bob,))
-    private = factories.make_room(ada, "secret", is_private=True, members=(bob,))
-    conversation = factories.make_conversation(ada, bob)
-    return World(ada, bob, cy, room, private, conversation, {u.pk: factories.make_key(u) for u in (ada, bob, cy)})
-
-
 @pytest.fixture
-async def w() -> World:
-    return await sync(_build)()
+async def w() -> Cast:
+    return await sync(cast)()
 
 
 def head(channel: str) -> streams.Position:
     return streams.positions([channel])[channel]
-
-
-def message_frame(message: Message, offset: int, epoch: str, event_type: str = "message:new") -> dict[str, Any]:
-    message.refresh_from_db()
-    return {
-        "type": event_type,
-        "channel": f"room:{message.room_id}",
-        "offset": offset,
-        "epoch": epoch,
-        "data": {
-            "id": f"msg_{message.pk}",
-            "room_id": f"room_{message.room_id}",
-            "user_id": f"user_{message.author_id}",
-            "content": message.content,
-            "created_at": iso(message.created_at),
-            "updated_at": iso(message.updated_at),
-            "edited_at": iso(message.edited_at) if message.edited_at else None,
-        },
-    }
-
-
-def deleted_frame(room: Room, message_id: int, author: User, offset: int, epoch: str) -> dict[str, Any]:
-    return {
-        "type": "message:deleted",
-        "channel": f"room:{room.pk}",
-        "offset": offset,
-        "epoch": epoch,
-        "data": {"id": f"msg_{message_id}", "room_id": f"room_{room.pk}", "user_id": f"user_{author.pk}", "deleted_at": ISO_TIMESTAMP},
-    }
-
-
-def subscribed(channel: str, offset: int, epoch: str, *, event: str = "*", ref: str | None = None, recovered: bool | None = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "subscribed", "channel": channel, "event": event, "offset": offset, "epoch": epoch}
-    if ref is not None:
-        frame["ref"] = ref
-    if recovered is not None:
-        frame["recovered"] = recovered
-    return frame
 
 
 def since_frame(channel: str, offset: Any, epoch: Any, *, event: str | None = None, ref: str = "r") -> dict[str, Any]:
@@ -105,13 +37,13 @@ def since_frame(channel: str, offset: Any, epoch: Any, *, event: str | None = No
     return frame
 
 
-async def first_position(w: World, user: User | None = None, channel: str | None = None) -> tuple[int, str]:
+async def first_position(w: Cast, user: User | None = None, channel: str | None = None) -> tuple[int, str]:
     """Subscribe once, as a client does before it goes away: the position `subscribed` gives."""
     channel = channel or w.channel
     async with connected(w.key(user or w.bob)) as ws:
         reply = await ws.subscribe(channel)
         position = await sync(head)(channel)
-        assert reply == subscribed(channel, position.offset, position.epoch)
+        assert reply == subscribed_frame(channel, offset=position.offset, epoch=position.epoch)
         return reply["offset"], reply["epoch"]
 
 
@@ -122,42 +54,41 @@ async def test_a_reconnecting_client_gets_exactly_what_it_missed_in_order_then_l
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.subscribe(w.channel)
         start, epoch = reply["offset"], reply["epoch"]
-        assert reply == subscribed(w.channel, start, epoch)
+        assert reply == subscribed_frame(w.channel, offset=start, epoch=epoch)
         first = await sync(factories.make_message)(w.ada, room=w.room, content="before")
         seen = await ws.receive()
-        assert seen == await sync(message_frame)(first, start + 1, epoch)
-        await ws.assert_silent()
+        assert seen == await sync(message_frame)(first, offset=start + 1, epoch=epoch)
+        await ws.assert_next_is_sentinel_elsewhere(w.ada)  # elsewhere: this stream's offsets are counted below
 
     def while_away() -> list[dict[str, Any]]:
         second = factories.make_message(w.bob, room=w.room, content="second")
-        frames = [message_frame(second, start + 2, epoch)]
+        frames = [message_frame(second, offset=start + 2, epoch=epoch)]
         room_services.message_update(message=first, content="before, edited")
-        frames.append(message_frame(first, start + 3, epoch, "message:updated"))
-        second_id = second.pk
+        frames.append(message_frame(first, "message:updated", offset=start + 3, epoch=epoch))
+        frames.append(message_deleted_frame(second, offset=start + 4, epoch=epoch))
         room_services.message_delete(message=second)
-        frames.append(deleted_frame(w.room, second_id, w.bob, start + 4, epoch))
         third = factories.make_message(w.ada, room=w.room, content="third")
-        frames.append(message_frame(third, start + 5, epoch))
+        frames.append(message_frame(third, offset=start + 5, epoch=epoch))
         return frames
 
     missed = await sync(while_away)()
     assert missed[1]["data"]["edited_at"] is not None
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request(since_frame(w.channel, seen["offset"], seen["epoch"]))
-        assert reply == subscribed(w.channel, start + 5, epoch, ref="r", recovered=True)
+        assert reply == subscribed_frame(w.channel, offset=start + 5, epoch=epoch, ref="r", recovered=True)
         assert [await ws.receive() for _ in missed] == missed
         live = await sync(factories.make_message)(w.ada, room=w.room, content="live")
-        assert await ws.receive() == await sync(message_frame)(live, start + 6, epoch)
-        await ws.assert_silent()
+        assert await ws.receive() == await sync(message_frame)(live, offset=start + 6, epoch=epoch)
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_since_the_current_head_recovers_nothing_and_carries_on(w):
     offset, epoch = await first_position(w)
     async with connected(w.key(w.bob)) as ws:
-        assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed(w.channel, offset, epoch, ref="r", recovered=True)
-        await ws.assert_silent()
+        assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed_frame(w.channel, offset=offset, epoch=epoch, ref="r", recovered=True)
+        # The next event, asserted exactly, proves that nothing was replayed before it.
         message = await sync(factories.make_message)(w.ada, room=w.room)
-        assert await ws.receive() == await sync(message_frame)(message, offset + 1, epoch)
+        assert await ws.receive() == await sync(message_frame)(message, offset=offset + 1, epoch=epoch)
 
 
 async def test_a_stream_without_events_has_offset_0_and_an_epoch_to_recover_from(w):
@@ -165,14 +96,14 @@ async def test_a_stream_without_events_has_offset_0_and_an_epoch_to_recover_from
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.subscribe(channel)
         epoch = reply["epoch"]
-        assert reply == subscribed(channel, 0, epoch)
+        assert reply == subscribed_frame(channel, offset=0, epoch=epoch)
         assert epoch
     await sync(factories.make_message)(w.ada, conversation=w.conversation, content="psst")
     async with connected(w.key(w.bob)) as ws:
-        assert await ws.request(since_frame(channel, 0, epoch)) == subscribed(channel, 1, epoch, ref="r", recovered=True)
+        assert await ws.request(since_frame(channel, 0, epoch)) == subscribed_frame(channel, offset=1, epoch=epoch, ref="r", recovered=True)
         frame = await ws.receive()
         assert (frame["type"], frame["offset"], frame["epoch"], frame["data"]["content"]) == ("message:new", 1, epoch, "psst")
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, conversation=w.conversation)
 
 
 async def test_exactly_the_maximum_number_of_missed_events_is_recovered(w, settings):
@@ -181,34 +112,34 @@ async def test_exactly_the_maximum_number_of_missed_events_is_recovered(w, setti
     for n in range(3):
         await sync(factories.make_message)(w.ada, room=w.room, content=f"m{n}")
     async with connected(w.key(w.bob)) as ws:
-        assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed(w.channel, offset + 3, epoch, ref="r", recovered=True)
+        assert await ws.request(since_frame(w.channel, offset, epoch)) == subscribed_frame(w.channel, offset=offset + 3, epoch=epoch, ref="r", recovered=True)
         replayed = [await ws.receive() for _ in range(3)]
         assert [(f["offset"], f["data"]["content"]) for f in replayed] == [(offset + 1, "m0"), (offset + 2, "m1"), (offset + 3, "m2")]
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 # --- when the server cannot recover ------------------------------------------------------------
 
 
-def _other_epoch(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+def _other_epoch(w: Cast, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
     return {"offset": offset, "epoch": "x" + epoch}
 
 
-def _pruned(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+def _pruned(w: Cast, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
     for n in range(3):
         factories.make_message(w.ada, room=w.room, content=f"m{n}")
     assert streams.prune(history_size=1, ttl_seconds=3600) > 0
     return {"offset": offset, "epoch": epoch}
 
 
-def _too_many_missing(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+def _too_many_missing(w: Cast, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
     settings.RETROCHAT_RECOVERY_MAX_EVENTS = 2
     for n in range(3):
         factories.make_message(w.ada, room=w.room, content=f"m{n}")
     return {"offset": offset, "epoch": epoch}
 
 
-def _ahead(w: World, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
+def _ahead(w: Cast, offset: int, epoch: str, settings: Any) -> dict[str, Any]:
     factories.make_message(w.ada, room=w.room, content="one")
     return {"offset": offset + 2, "epoch": epoch}
 
@@ -223,12 +154,12 @@ async def test_unrecoverable_since_answers_the_current_position_and_replays_noth
     assert now.epoch == epoch
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request({"type": "subscribe", "channel": w.channel, "since": since, "ref": "r"})
-        assert reply == subscribed(w.channel, now.offset, epoch, ref="r", recovered=False)
-        await ws.assert_silent()
-        # The client carries on from the position it was given: the next event follows it.
+        assert reply == subscribed_frame(w.channel, offset=now.offset, epoch=epoch, ref="r", recovered=False)
+        # The client carries on from the position it was given: the next event follows it (and,
+        # asserted exactly, proves that nothing was replayed before it).
         message = await sync(factories.make_message)(w.ada, room=w.room, content="next")
-        assert await ws.receive() == await sync(message_frame)(message, now.offset + 1, epoch)
-        await ws.assert_silent()
+        assert await ws.receive() == await sync(message_frame)(message, offset=now.offset + 1, epoch=epoch)
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 @pytest.mark.parametrize(
@@ -258,16 +189,16 @@ async def test_unrecoverable_since_answers_the_current_position_and_replays_noth
 async def test_a_malformed_since_is_invalid_frame_and_subscribes_nothing(w, since):
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request({"type": "subscribe", "channel": w.channel, "since": since, "ref": "bad"})
-        assert reply == error("INVALID_FRAME", "bad")
+        assert reply == error_frame("INVALID_FRAME", "bad")
         assert await ws.request({"type": "list_subscriptions", "ref": "l"}) == {"type": "subscriptions", "subscriptions": [], "ref": "l"}
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel_elsewhere(w.ada)
 
 
 async def test_since_on_unsubscribe_is_invalid_frame(w):
     async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(w.channel)
         frame = {"type": "unsubscribe", "channel": w.channel, "since": {"offset": 1, "epoch": "e"}, "ref": "u"}
-        assert await ws.request(frame) == error("INVALID_FRAME", "u")
+        assert await ws.request(frame) == error_frame("INVALID_FRAME", "u")
         reply = await ws.request({"type": "list_subscriptions", "ref": "l"})
         assert reply == {"type": "subscriptions", "subscriptions": [{"channel": w.channel, "events": ["*"]}], "ref": "l"}
 
@@ -276,7 +207,7 @@ async def test_a_null_since_is_a_plain_subscribe(w):
     position = await sync(head)(w.channel)
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request({"type": "subscribe", "channel": w.channel, "since": None, "ref": "n"})
-        assert reply == subscribed(w.channel, position.offset, position.epoch, ref="n")
+        assert reply == subscribed_frame(w.channel, offset=position.offset, epoch=position.epoch, ref="n")
 
 
 # --- filters and rights ------------------------------------------------------------------------
@@ -288,19 +219,19 @@ async def test_replay_honours_the_filter(w):
     def while_away() -> list[dict[str, Any]]:
         one = factories.make_message(w.ada, room=w.room, content="one")  # +1
         two = factories.make_message(w.bob, room=w.room, content="two")  # +2
-        one_id, two_id = one.pk, two.pk
+        deletions = [message_deleted_frame(one, offset=offset + 3, epoch=epoch), message_deleted_frame(two, offset=offset + 6, epoch=epoch)]
         room_services.message_delete(message=one)  # +3
         room_services.message_update(message=two, content="two, edited")  # +4
         room_services.room_update(room=w.room, topic="news")  # +5
         room_services.message_delete(message=two)  # +6
-        return [deleted_frame(w.room, one_id, w.ada, offset + 3, epoch), deleted_frame(w.room, two_id, w.bob, offset + 6, epoch)]
+        return deletions
 
     deletions = await sync(while_away)()
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request(since_frame(w.channel, offset, epoch, event="message:deleted"))
-        assert reply == subscribed(w.channel, offset + 6, epoch, event="message:deleted", ref="r", recovered=True)
+        assert reply == subscribed_frame(w.channel, offset=offset + 6, epoch=epoch, event="message:deleted", ref="r", recovered=True)
         assert [await ws.receive(), await ws.receive()] == deletions
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel(w.ada, room=w.room, event="message:deleted")
 
 
 async def test_a_second_filter_replays_only_what_the_first_did_not_deliver(w):
@@ -308,14 +239,14 @@ async def test_a_second_filter_replays_only_what_the_first_did_not_deliver(w):
         reply = await ws.subscribe(w.channel, "message:new")
         offset, epoch = reply["offset"], reply["epoch"]
         message = await sync(factories.make_message)(w.ada, room=w.room, content="one")
-        assert await ws.receive() == await sync(message_frame)(message, offset + 1, epoch)
-        message_id = message.pk
+        assert await ws.receive() == await sync(message_frame)(message, offset=offset + 1, epoch=epoch)
+        deleted = message_deleted_frame(message, offset=offset + 2, epoch=epoch)
         await sync(room_services.message_delete)(message=message)  # offset + 2: not delivered (filter)
-        await ws.assert_silent()
+        await ws.assert_silent()  # no sentinel: one would shift the offsets this test recovers
         reply = await ws.request(since_frame(w.channel, offset, epoch, event="message"))
-        assert reply == subscribed(w.channel, offset + 2, epoch, event="message", ref="r", recovered=True)
-        assert await ws.receive() == deleted_frame(w.room, message_id, w.ada, offset + 2, epoch)
-        await ws.assert_silent()
+        assert reply == subscribed_frame(w.channel, offset=offset + 2, epoch=epoch, event="message", ref="r", recovered=True)
+        assert await ws.receive() == deleted
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)
 
 
 async def test_a_user_removed_from_a_private_room_recovers_nothing(w):
@@ -330,9 +261,9 @@ async def test_a_user_removed_from_a_private_room_recovers_nothing(w):
 
     await sync(while_away)()
     async with connected(w.key(w.bob)) as ws:
-        assert await ws.request(since_frame(channel, offset, epoch)) == error("FORBIDDEN", "r")
-        await ws.assert_silent()
+        assert await ws.request(since_frame(channel, offset, epoch)) == error_frame("FORBIDDEN", "r")
         assert await ws.request({"type": "list_subscriptions", "ref": "l"}) == {"type": "subscriptions", "subscriptions": [], "ref": "l"}
+        await ws.assert_next_is_sentinel_elsewhere(w.ada)
 
 
 async def test_replay_on_someone_elses_user_channel_gives_their_activity_never_their_room_feed(w):
@@ -341,7 +272,7 @@ async def test_replay_on_someone_elses_user_channel_gives_their_activity_never_t
     async with connected(w.key(w.cy)) as ws:
         reply = await ws.subscribe(channel)
         offset, epoch = reply["offset"], reply["epoch"]
-        assert reply == subscribed(channel, offset, epoch) | {"presence": presence}
+        assert reply == subscribed_frame(channel, offset=offset, epoch=epoch) | {"presence": presence}
 
     def while_away() -> None:
         factories.make_room(w.ada, "another")  # room:created on ada's own feed: not cy's to see
@@ -350,18 +281,18 @@ async def test_replay_on_someone_elses_user_channel_gives_their_activity_never_t
     await sync(while_away)()
     async with connected(w.key(w.cy)) as ws:
         reply = await ws.request(since_frame(channel, offset, epoch))
-        assert reply == subscribed(channel, offset + 2, epoch, ref="r", recovered=True) | {"presence": presence}
+        assert reply == subscribed_frame(channel, offset=offset + 2, epoch=epoch, ref="r", recovered=True) | {"presence": presence}
         frame = await ws.receive()
         assert (frame["type"], frame["channel"], frame["offset"], frame["epoch"]) == ("user:updated", channel, offset + 2, epoch)
         assert frame["data"]["display_name"] == "Ada L."
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel_elsewhere(w.bob)  # not ada: her new room would be on this feed
     async with connected(w.key(w.ada)) as ws:  # ada herself recovers both
         reply = await ws.request(since_frame(channel, offset, epoch))
-        assert reply == subscribed(channel, offset + 2, epoch, ref="r", recovered=True) | {"presence": {"status": "online", "last_seen_at": None}}
+        assert reply == subscribed_frame(channel, offset=offset + 2, epoch=epoch, ref="r", recovered=True) | {"presence": {"status": "online", "last_seen_at": None}}
         assert [(f["type"], f["offset"]) for f in [await ws.receive(), await ws.receive()]] == [
             ("room:created", offset + 1), ("user:updated", offset + 2),
         ]
-        await ws.assert_silent()
+        await ws.assert_next_is_sentinel_elsewhere(w.bob)  # not ada: her new room would be on this feed
 
 
 def _wipe_the_log() -> None:
@@ -377,9 +308,9 @@ async def test_a_reset_stream_starts_again_at_1_under_a_new_epoch_for_live_and_r
         message = await sync(factories.make_message)(w.ada, room=w.room, content="after the reset")
         new_epoch = (await sync(head)(w.channel)).epoch
         assert new_epoch != epoch
-        assert await ws.receive() == await sync(message_frame)(message, 1, new_epoch)
-        await ws.assert_silent()
+        assert await ws.receive() == await sync(message_frame)(message, offset=1, epoch=new_epoch)
+        await ws.assert_next_is_sentinel_elsewhere(w.ada)  # elsewhere: this stream's head is checked below
     async with connected(w.key(w.bob)) as ws:
         reply = await ws.request(since_frame(w.channel, offset, epoch))
-        assert reply == subscribed(w.channel, 1, new_epoch, ref="r", recovered=False)
-        await ws.assert_silent()
+        assert reply == subscribed_frame(w.channel, offset=1, epoch=new_epoch, ref="r", recovered=False)
+        await ws.assert_next_is_sentinel(w.ada, room=w.room)

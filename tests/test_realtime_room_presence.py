@@ -12,8 +12,8 @@ import pytest
 from rooms import services as room_services
 from rooms.models import Membership, Room
 from tests import factories
-from tests.realtime_client import ISO_TIMESTAMP, connected, error, sync
-from tests.support import EPOCH, OFFSET, POSITION
+from tests.realtime_client import connected, sync
+from tests.support import EPOCH, OFFSET, POSITION, TIMESTAMP, error_frame, presence_frame, subscribed_frame
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,10 +47,6 @@ async def w() -> World:
     return await sync(_build)()
 
 
-def presence(user: User, status: str, channel: str) -> dict:
-    return {"type": f"user:{status}", "channel": channel, "data": {"user_id": f"user_{user.pk}", "status": status, "timestamp": ISO_TIMESTAMP}}
-
-
 async def watch(ws, w: World) -> dict:
     return await ws.request({"type": "subscribe", "channel": w.channel, "event": "activity", "ref": "p"})
 
@@ -69,11 +65,12 @@ async def test_a_member_coming_and_going_is_announced_on_the_room(w):
     async with connected(w.keys["dee"]) as dee:
         await watch(dee, w)
         async with connected(w.keys["bob"]):
-            assert await dee.receive() == presence(w.bob, "online", w.channel)
+            assert await dee.receive() == presence_frame(w.bob.pk, "online", w.channel)
             async with connected(w.keys["bob"]):  # a second tab: no transition
                 pass
-        assert await dee.receive() == presence(w.bob, "offline", w.channel)
-        await dee.assert_silent()
+        assert await dee.receive() == presence_frame(w.bob.pk, "offline", w.channel)
+        # Every connection has finished closing, presence transitions included: a sentinel can prove it.
+        await dee.assert_next_is_sentinel_elsewhere(w.ada)
 
 
 async def test_a_non_members_presence_is_not_announced_on_the_room(w):
@@ -82,17 +79,17 @@ async def test_a_non_members_presence_is_not_announced_on_the_room(w):
         async with connected(w.keys["cy"]):
             pass
         async with connected(w.keys["bob"]):  # the sentinel: the next frame is bob's, not cy's
-            assert await dee.receive() == presence(w.bob, "online", w.channel)
+            assert await dee.receive() == presence_frame(w.bob.pk, "online", w.channel)
 
 
 async def test_an_online_user_joining_or_leaving_enters_or_leaves_the_set(w):
     async with connected(w.keys["dee"]) as dee, connected(w.keys["cy"]):
         await watch(dee, w)
         await sync(room_services.membership_add)(room=w.room, user=w.cy)
-        assert await dee.receive() == presence(w.cy, "online", w.channel)
+        assert await dee.receive() == presence_frame(w.cy.pk, "online", w.channel)
         membership = await sync(Membership.objects.get)(room=w.room, user=w.cy)
         await sync(room_services.membership_remove)(membership=membership, reason="left")
-        assert await dee.receive() == presence(w.cy, "offline", w.channel)
+        assert await dee.receive() == presence_frame(w.cy.pk, "offline", w.channel)
 
 
 async def test_a_members_profile_change_is_user_updated_on_the_room_with_its_position(w):
@@ -108,7 +105,7 @@ async def test_a_members_profile_change_is_user_updated_on_the_room_with_its_pos
         frame = await dee.receive()
         assert frame == {
             "type": "user:updated", "channel": w.channel, "offset": OFFSET, "epoch": EPOCH,
-            "data": {"user_id": f"user_{w.bob.pk}", "status": "offline", "timestamp": ISO_TIMESTAMP,
+            "data": {"user_id": f"user_{w.bob.pk}", "status": "offline", "timestamp": TIMESTAMP,
                      "username": "bob", "display_name": "Robert", "avatar_url": "", "last_seen_at": None},
         }
 
@@ -116,7 +113,7 @@ async def test_a_members_profile_change_is_user_updated_on_the_room_with_its_pos
 async def test_star_does_not_include_the_rooms_activity(w):
     async with connected(w.keys["dee"]) as dee:
         reply = await dee.request({"type": "subscribe", "channel": w.channel, "ref": "all"})
-        assert reply == {"type": "subscribed", "channel": w.channel, "event": "*", **POSITION, "ref": "all"}
+        assert reply == subscribed_frame(w.channel, ref="all")
         async with connected(w.keys["bob"]):
             pass
         await sync(factories.make_message)(w.ada, room=w.room, content="sentinel")
@@ -128,10 +125,10 @@ async def test_exact_presence_types_filter_the_rooms_activity(w):
         await dee.subscribe(w.channel, "user:offline")
         async with connected(w.keys["bob"]):
             pass
-        assert await dee.receive() == presence(w.bob, "offline", w.channel)
+        assert await dee.receive() == presence_frame(w.bob.pk, "offline", w.channel)
 
 
 async def test_only_those_who_may_see_a_private_room_may_watch_its_activity(w):
     channel = f"room:{w.private.pk}"
     async with connected(w.keys["cy"]) as cy:
-        assert await cy.request({"type": "subscribe", "channel": channel, "event": "activity", "ref": "x"}) == error("FORBIDDEN", "x")
+        assert await cy.request({"type": "subscribe", "channel": channel, "event": "activity", "ref": "x"}) == error_frame("FORBIDDEN", "x")

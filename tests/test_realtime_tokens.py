@@ -13,7 +13,8 @@ from django.utils import timezone
 from realtime import tokens
 from tests import factories
 from tests.openapi import SchemaCheckedClient
-from tests.realtime_client import error, opened, sync
+from tests.realtime_client import opened, sync
+from tests.support import error_frame
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,7 +40,7 @@ async def ada() -> User:
 async def assert_refused(socket, code: str, close_code: int) -> None:
     accepted, _ = await socket.open()
     assert accepted
-    assert await socket.receive() == error(code)
+    assert await socket.receive() == error_frame(code)
     assert await socket.close_code() == close_code
 
 
