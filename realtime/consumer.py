@@ -24,7 +24,7 @@ from realtime.credentials import ConnectionCredentials
 from realtime.db import realtime_db
 from realtime.hub import Hub, get_hub
 from realtime.limits import FrameRateLimiter
-from realtime.outbox import Outbox, TransportControl
+from realtime.outbox import Outbox, wire_size, TransportControl
 from realtime.protocol import ClientFrame, ProtocolError
 from realtime.subscriptions import Frame, Subscriptions
 from realtime.transport import TRANSPORT_EXTENSION
@@ -32,6 +32,9 @@ from retrochat import ids, metrics
 
 logger = logging.getLogger("retrochat.realtime")
 access_logger = logging.getLogger("retrochat.access")
+
+# A replay may take up to this many times RETROCHAT_MAX_PENDING_BYTES; more is answered recovered: false.
+REPLAY_BUDGET_FACTOR = 2
 
 # Frame handlers never raise to the client: this is what a bug looks like from outside.
 INTERNAL_ERROR_MESSAGE = "Something went wrong on our side; it has been logged."
@@ -107,7 +110,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.user_id = user.pk
         self.api_key_id = creds.api_key.pk if creds.api_key else None
         self.connection_id = connection_id
-        self.credentials = ConnectionCredentials(connection_id, user.pk, self.api_key_id, creds.session_key)
+        self.credentials = ConnectionCredentials(
+            connection_id, user.pk, self.api_key_id, creds.session_key, creds.token_binding
+        )
         self.registered = True  # from here on, clean-up closes the presence entry
         self.hub: Hub = await get_hub()
         self.hub.register(self)
@@ -302,9 +307,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             if not sub.filters:  # new to this connection: it starts at the stream's head
                 sub.epoch, sub.offset = prepared.position.epoch, prepared.position.offset
             replay = self.subscriptions.replay(sub, event, prepared.categories, prepared.missed or [])
-            recovered_from = frame.since.offset if frame.since is not None and prepared.missed is not None else sub.offset
-            self.subscriptions.add_filter(channel, event, prepared.categories, delivered_after=recovered_from)
             recovered = None if frame.since is None else prepared.missed is not None
+            if recovered and sum(map(wire_size, replay)) > REPLAY_BUDGET_FACTOR * settings.RETROCHAT_MAX_PENDING_BYTES:
+                # More than the client can be sent at once without being taken for a slow consumer:
+                # it refetches over REST instead (recovered: false), as when too many are missing.
+                replay, recovered = [], False
+            recovered_from = frame.since.offset if recovered and frame.since is not None else sub.offset
+            self.subscriptions.add_filter(channel, event, prepared.categories, delivered_after=recovered_from)
             self.send_text(
                 protocol.subscribed(
                     channel, event, frame.ref, position=sub.position, recovered=recovered, presence=prepared.presence

@@ -40,6 +40,7 @@ class Credentials:
     error: str | None = None  # protocol.UNAUTHORIZED or protocol.FORBIDDEN_ORIGIN
     subprotocol: str | None = None
     session_key: str | None = None  # when the session cookie authenticated the user
+    token_binding: str | None = None  # when a connection token did: what it was bound to
 
 
 def _header(scope: Mapping[str, Any], name: bytes) -> bytes | None:
@@ -172,7 +173,7 @@ async def _token_credentials(scope: Mapping[str, Any], token: str, subprotocol: 
         return Credentials(error=protocol.UNAUTHORIZED, subprotocol=subprotocol)
     if _header(scope, b"origin") is not None and not origin_allowed(scope):
         return Credentials(error=protocol.FORBIDDEN_ORIGIN, subprotocol=subprotocol)
-    return Credentials(user=user, subprotocol=subprotocol)
+    return Credentials(user=user, subprotocol=subprotocol, token_binding=tokens.user_binding(user))
 
 
 # --- Re-validation of open connections -----------------------------------------------------------
@@ -186,6 +187,7 @@ class ConnectionCredentials:
     user_id: int
     api_key_id: int | None = None
     session_key: str | None = None
+    token_binding: str | None = None  # a token socket ends with the password the token was bound to
 
 
 _BATCH = 500  # ids per query
@@ -193,7 +195,8 @@ _BATCH = 500  # ids per query
 
 def invalid_connections(held: list[ConnectionCredentials]) -> set[str]:
     """The ids of the connections whose credentials no longer hold: the user is inactive or deleted,
-    the key revoked, expired or deleted, or the session ended (logout, expiry, password change).
+    the key revoked, expired or deleted, the session ended (logout, expiry, password change), or the
+    password a connection token was bound to changed.
     A few batched queries for all of them, whatever way the change was made (even `update()`)."""
     users = {user.pk: user for user in _in_batches(User.objects.filter(is_active=True), {h.user_id for h in held})}
     usable_keys = {key.pk for key in _in_batches(ApiKey.objects.usable(), {h.api_key_id for h in held if h.api_key_id})}
@@ -205,6 +208,7 @@ def invalid_connections(held: list[ConnectionCredentials]) -> set[str]:
             user is None
             or (item.api_key_id is not None and item.api_key_id not in usable_keys)
             or (item.session_key is not None and not _session_is_users(sessions.get(item.session_key), user))
+            or (item.token_binding is not None and not constant_time_compare(item.token_binding, tokens.user_binding(user)))
         ):
             invalid.add(item.connection_id)
     return invalid

@@ -43,6 +43,7 @@ logger = logging.getLogger("retrochat.realtime")
 
 RECEIVE_RETRY_SECONDS = 0.5
 FILL_BATCH = 500
+FILL_CHUNK = 50  # events delivered between two yields to the event loop during a fill
 FILL_RETRY_SECONDS = 1.0
 GROUP_REASSERT_SECONDS = 300.0
 
@@ -277,12 +278,16 @@ class Hub:
         try:
             while True:
                 events = await realtime_db(streams.read_after)(cursor.name, cursor.offset, FILL_BATCH)
-                for event in events:
+                for index, event in enumerate(events, start=1):
                     if event.epoch != cursor.epoch:
                         cursor.epoch = event.epoch
                     if event.offset > cursor.offset:
                         cursor.offset = event.offset
                         self._deliver(cursor, self._message_from_log(cursor, event))
+                    if index % FILL_CHUNK == 0:
+                        # Let the connections' writers take what was just queued before the next
+                        # chunk: a big fill must not look like a slow consumer to a client that reads.
+                        await asyncio.sleep(0)
                 if len(events) < FILL_BATCH:
                     break
             metrics.inc("retrochat_gap_fills_total")

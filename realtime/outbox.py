@@ -4,9 +4,12 @@ The hub and the consumer only `push`: nothing that delivers to many connections 
 of them. A writer task, started when the queue becomes non-empty and ended when it is empty again,
 writes the frames in order. A peer that does not read makes the server's `send` wait (uvicorn) or
 its transport buffer grow (daphne, which never waits): either way the frames stay here, where they
-are counted. Over `max_bytes` queued, or with a frame older than `max_seconds`, the connection is a
-slow consumer: what is queued is dropped, the SLOW_CONSUMER error and close 4008 are queued
-instead, and if they have not been written `close_grace` seconds later the transport is aborted.
+are counted. The connection is a slow consumer when more than `max_bytes` stay queued while
+nothing has been written for PROGRESS_GRACE seconds (a client that reads is never closed for a
+burst it is taking: a replay, a gap filled from the log), when more than HARD_LIMIT_FACTOR times
+`max_bytes` are queued at all, or when a frame is older than `max_seconds`: what is queued is
+dropped, the SLOW_CONSUMER error and close 4008 are queued instead, and if they have not been
+written `close_grace` seconds later the transport is aborted.
 """
 import asyncio
 import logging
@@ -22,6 +25,8 @@ logger = logging.getLogger("retrochat.realtime")
 HIGH_WATER = 64 * 1024
 LOW_WATER = 16 * 1024
 DRAIN_POLL_SECONDS = (0.01, 0.25)  # first and longest wait between checks of the transport buffer
+PROGRESS_GRACE = 1.0  # seconds over the byte limit with no frame written before it counts
+HARD_LIMIT_FACTOR = 4  # over this many times the byte limit counts at once, progress or not
 
 
 _last_sized: tuple[str, int] = ("", 0)  # the last non-ASCII text measured, and its size
@@ -75,6 +80,7 @@ class Outbox:
         self.dead = False  # the transport failed: nothing more will be written
         self.slow = False
         self._stuck_since: float | None = None
+        self._progress_at = time.monotonic()  # the last write, or when the backlog began
 
     # --- queueing (never waits) ----------------------------------------------------------------
     def push(self, text: str, frame: bytes | None = None) -> None:
@@ -87,8 +93,13 @@ class Outbox:
         if frame is not None and not self._queue and self._transport is not None and self._transport.write_frame(frame):
             return
         self._enqueue({"type": "websocket.send", "text": text}, wire_size(text))
-        if self.pending_bytes > self.max_bytes:
+        if self._over_limit(time.monotonic()):
             self.close_slow()
+
+    def _over_limit(self, now: float) -> bool:
+        if self.pending_bytes <= self.max_bytes:
+            return False
+        return now - self._progress_at > PROGRESS_GRACE or self.pending_bytes > HARD_LIMIT_FACTOR * self.max_bytes
 
     def close(self, code: int, final_text: str | None = None) -> None:
         """Queue an optional last frame and the close; the transport is aborted if they never get out."""
@@ -114,7 +125,7 @@ class Outbox:
         this a slow consumer; a transport that has been closing for longer than `close_grace` with
         bytes it cannot write (the server's own heartbeat gave up on a peer that does not read) is
         aborted, so that the server reports the disconnect."""
-        if self._queue and not self.closed and now - self._queue[0][2] > self.max_seconds:
+        if self._queue and not self.closed and (now - self._queue[0][2] > self.max_seconds or self._over_limit(now)):
             self.close_slow()
         if self._transport is not None and not self.dead and self._transport.closing() and self._transport.buffered_bytes():
             if self._stuck_since is None:
@@ -126,7 +137,10 @@ class Outbox:
             self._stuck_since = None
 
     def _enqueue(self, message: dict[str, Any], size: int) -> None:
-        self._queue.append((message, size, time.monotonic()))
+        now = time.monotonic()
+        if not self._queue:
+            self._progress_at = now  # a backlog begins
+        self._queue.append((message, size, now))
         self.pending_bytes += size
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
@@ -137,6 +151,7 @@ class Outbox:
             while self._queue and not self.dead:
                 message, size, _ = self._queue[0]
                 await self._send(message)
+                self._progress_at = time.monotonic()
                 if self._queue and self._queue[0][0] is message:  # not cleared meanwhile by close_slow()
                     self._queue.popleft()
                     self.pending_bytes -= size
@@ -162,7 +177,8 @@ class Outbox:
         while not self.dead and self._transport.buffered_bytes() > LOW_WATER:
             await asyncio.sleep(delay)
             delay = min(longest, delay * 2)
-            if self._queue and not self.closed and time.monotonic() - self._queue[0][2] > self.max_seconds:
+            now = time.monotonic()
+            if self._queue and not self.closed and (now - self._queue[0][2] > self.max_seconds or self._over_limit(now)):
                 self.close_slow()
 
     def _abort_if_stuck(self) -> None:

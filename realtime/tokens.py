@@ -34,14 +34,14 @@ def _signer() -> signing.Signer:
     return signing.Signer(salt=SALT, sep=_SIGNER_SEPARATOR)
 
 
-def _user_binding(user: User) -> str:
+def user_binding(user: User) -> str:
     """Changes with the user's password (as sessions do); reveals nothing about it."""
     return salted_hmac(SALT, user.get_session_auth_hash(), algorithm="sha256").hexdigest()[:32]
 
 
 def token_issue(*, user: User) -> ConnectionToken:
     expires_at = timezone.now() + timedelta(seconds=settings.RETROCHAT_TOKEN_TTL)
-    payload = {"u": user.pk, "b": _user_binding(user), "x": int(expires_at.timestamp())}
+    payload = {"u": user.pk, "b": user_binding(user), "x": int(expires_at.timestamp())}
     return ConnectionToken(token=_signer().sign_object(payload), expires_at=expires_at.replace(microsecond=0))
 
 
@@ -55,6 +55,6 @@ def token_user(token: str) -> User | None:
         return None
     # django-stubs refuses None for `pk`; Django reads it as IS NULL, which matches no user (wanted here).
     user = User.objects.filter(pk=payload.get("u"), is_active=True).first()  # type: ignore[misc]
-    if user is None or not constant_time_compare(str(payload.get("b")), _user_binding(user)):
+    if user is None or not constant_time_compare(str(payload.get("b")), user_binding(user)):
         return None
     return user

@@ -3,11 +3,12 @@ is closed with 4008 instead of growing server memory. The peer here is a `send` 
 the test lets it write, and a transport whose buffer the test sets: the live tests
 (test_live_slow_consumers.py) drive the same code with real sockets under both servers."""
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
-from realtime.outbox import Outbox, wire_size
+from realtime.outbox import HARD_LIMIT_FACTOR, PROGRESS_GRACE, Outbox, wire_size
 
 
 class Peer:
@@ -91,6 +92,8 @@ async def test_over_the_byte_limit_the_queue_is_dropped_for_the_error_and_close(
     await asyncio.sleep(0)  # the writer starts, and waits on the peer with the first frame
     outbox.push("z" * 40)
     outbox.push("z" * 40)
+    assert slow == []  # over the limit, but only just: the peer gets a moment to make progress
+    outbox.check_age(time.monotonic() + PROGRESS_GRACE + 0.1)  # it made none
     assert slow == ["slow"]
     peer.reading.set()
     await settle(lambda: peer.written and peer.written[-1]["type"] == "websocket.close")
@@ -197,6 +200,7 @@ async def test_non_ascii_frames_reach_the_byte_limit_in_bytes():
     outbox.push("\U0001f600" * 4000)  # 4,000 characters, 16,000 bytes
     assert (outbox.pending_bytes, slow) == (16_000, [])
     outbox.push("\U0001f600" * 4000)
+    outbox.check_age(time.monotonic() + PROGRESS_GRACE + 0.1)
     assert slow == [1]
     outbox.stop()
 
@@ -237,3 +241,22 @@ def test_the_shared_frame_is_the_frame_websockets_would_send(size):
 
     payload = b"x" * size
     assert websocket_text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+async def test_a_burst_over_the_limit_to_a_peer_that_reads_is_not_a_slow_consumer():
+    peer = Peer()
+    outbox, slow = make_outbox(peer, max_bytes=100)
+    for _ in range(5):  # 200 bytes at once: a replay, or a gap filled from the log
+        outbox.push("r" * 40)
+    await settle(lambda: len(peer.written) == 5)
+    outbox.check_age(time.monotonic() + PROGRESS_GRACE + 0.1)
+    assert slow == [] and outbox.pending_bytes == 0
+
+
+async def test_far_over_the_limit_is_a_slow_consumer_at_once():
+    peer = Peer()
+    peer.reading.clear()
+    outbox, slow = make_outbox(peer, max_bytes=100)
+    for _ in range(HARD_LIMIT_FACTOR * 100 // 40 + 1):
+        outbox.push("h" * 40)
+    assert slow == ["slow"]

@@ -249,3 +249,34 @@ async def test_revoking_a_key_forgets_it_on_every_process(w):
         await sync(user_services.api_key_revoke)(api_key=key)
         assert await ws.receive() == error_frame("UNAUTHORIZED")  # the hub applied RevokeKey…
     assert verified_keys.get(w.key(w.bob)) is None  # …and forgot the key
+
+
+# --- big replays are no slow consumers ----------------------------------------------------------
+
+
+async def _missed_while_away(w: Cast, count: int) -> dict:
+    async with connected(w.key(w.bob)) as ws:
+        position = await ws.request({"type": "subscribe", "channel": f"room:{w.room.pk}", "event": "message"})
+    for n in range(count):
+        await sync(factories.make_message)(w.ada, room=w.room, content=f"{n:04d}" + "x" * 3996)
+    return {"offset": position["offset"], "epoch": position["epoch"]}
+
+
+async def test_a_replay_larger_than_the_byte_limit_reaches_a_client_that_reads(w, settings):
+    settings.RETROCHAT_MAX_PENDING_BYTES = 20_000  # the replay below is 6 frames of about 4.2 KB
+    since = await _missed_while_away(w, 6)
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.request({"type": "subscribe", "channel": f"room:{w.room.pk}", "event": "message", "since": since})
+        assert reply["recovered"] is True
+        contents = [(await ws.receive())["data"]["content"][:4] for _ in range(6)]
+        assert contents == ["0000", "0001", "0002", "0003", "0004", "0005"]
+        await ws.assert_alive()
+
+
+async def test_a_replay_over_twice_the_byte_limit_is_not_recovered_instead_of_closing_the_client(w, settings):
+    settings.RETROCHAT_MAX_PENDING_BYTES = 10_000
+    since = await _missed_while_away(w, 6)
+    async with connected(w.key(w.bob)) as ws:
+        reply = await ws.request({"type": "subscribe", "channel": f"room:{w.room.pk}", "event": "message", "since": since})
+        assert reply["recovered"] is False and reply["offset"] == since["offset"] + 6
+        await ws.assert_alive()

@@ -187,3 +187,19 @@ async def test_the_token_is_never_echoed(ada):
         await socket.open()
         assert token not in await socket.receive_text()
         assert all(token.encode() not in value for _, value in socket.communicator.response_headers)
+
+
+async def test_an_open_token_socket_closes_when_the_password_changes(ada):
+    from realtime.hub import existing_hub
+
+    token = await sync(_token_for)(ada)
+    async with opened(subprotocols=["retrochat.v1", f"bearer.{token}"]) as socket:
+        assert (await socket.open())[0]
+        assert (await socket.receive())["type"] == "connected"
+        await existing_hub()._revalidate()
+        await socket.assert_alive()  # the token still holds…
+        ada.set_password("a whole new secret 42")
+        await sync(ada.save)()
+        await existing_hub()._revalidate()  # …until the password it was bound to changes
+        assert await socket.receive() == error_frame("UNAUTHORIZED")
+        assert await socket.close_code() == 4001
