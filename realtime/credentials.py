@@ -168,11 +168,12 @@ async def _token_credentials(scope: Mapping[str, Any], token: str, subprotocol: 
     """A connection token. A browser always sends `Origin`: then it must be allowed, exactly as for
     session auth, so a token leaked to another site's page is useless there. Clients that are not
     browsers (servers, Node, mobile) send no Origin and are not exposed to cross-site hijacking."""
+    # The Origin first: a foreign page learns nothing about whether a token it holds is valid.
+    if _header(scope, b"origin") is not None and not origin_allowed(scope):
+        return Credentials(error=protocol.FORBIDDEN_ORIGIN, subprotocol=subprotocol)
     user = await realtime_db(tokens.token_user)(token)
     if user is None:
         return Credentials(error=protocol.UNAUTHORIZED, subprotocol=subprotocol)
-    if _header(scope, b"origin") is not None and not origin_allowed(scope):
-        return Credentials(error=protocol.FORBIDDEN_ORIGIN, subprotocol=subprotocol)
     return Credentials(user=user, subprotocol=subprotocol, token_binding=tokens.user_binding(user))
 
 

@@ -35,16 +35,24 @@ logger = logging.getLogger("retrochat.serve")
 APPLICATION = "retrochat.asgi:application"
 
 
+def _settings() -> Any:
+    """The project's settings module, read as plain Python (the servers start before Django does):
+    one source for the defaults of the limits and heartbeats."""
+    from retrochat import settings
+
+    return settings
+
+
 def transport_cap() -> int:
-    return max(1024 * 1024, 4 * env_int("RETROCHAT_MAX_FRAME_BYTES", 65536))
+    return max(1024 * 1024, 4 * _settings().RETROCHAT_MAX_FRAME_BYTES)
 
 
 def daphne_arguments() -> list[str]:
     return [
         "--bind", os.environ.get("HOST", "127.0.0.1"),
         "--port", os.environ.get("PORT", "8000"),
-        "--ping-interval", str(env_int("RETROCHAT_HEARTBEAT_INTERVAL", 25)),
-        "--ping-timeout", str(env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20)),
+        "--ping-interval", str(_settings().RETROCHAT_HEARTBEAT_INTERVAL),
+        "--ping-timeout", str(_settings().RETROCHAT_HEARTBEAT_TIMEOUT),
         "--websocket_timeout", "-1",
         "--websocket-max-message-size", str(transport_cap()),
         "--websocket-max-frame-size", str(transport_cap()),
@@ -136,8 +144,8 @@ def run_uvicorn() -> None:
         loop="uvloop",
         http="httptools",
         ws="websockets-sansio",
-        ws_ping_interval=env_int("RETROCHAT_HEARTBEAT_INTERVAL", 25),
-        ws_ping_timeout=env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20),
+        ws_ping_interval=_settings().RETROCHAT_HEARTBEAT_INTERVAL,
+        ws_ping_timeout=_settings().RETROCHAT_HEARTBEAT_TIMEOUT,
         ws_max_size=transport_cap(),
         # No permessage-deflate: browsers offer it, and it would compress every frame once per
         # recipient (the hub writes one pre-encoded text to many sockets) and keep a zlib context
