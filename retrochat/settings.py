@@ -258,8 +258,9 @@ RETROCHAT_HEARTBEAT_TIMEOUT = env_int("RETROCHAT_HEARTBEAT_TIMEOUT", 20)
 # Lifetime of the connection tokens of POST /v1/realtime/token (realtime/tokens.py), in seconds.
 RETROCHAT_TOKEN_TTL = env_int("RETROCHAT_TOKEN_TTL", 300)
 
-# Slow consumers: a connection with more than this queued, or a frame queued for longer, is closed
-# with 4008; a close that cannot be written within the grace period aborts the TCP connection.
+# Slow consumers (realtime/outbox.py): more than PENDING_BYTES queued with nothing written for a
+# second (or four times that at all), or a frame queued for longer than PENDING_SECONDS, closes the
+# connection with 4008; a close that cannot be written within the grace aborts the TCP connection.
 RETROCHAT_MAX_PENDING_BYTES = env_int("RETROCHAT_MAX_PENDING_BYTES", 1024 * 1024)
 RETROCHAT_MAX_PENDING_SECONDS = env_float("RETROCHAT_MAX_PENDING_SECONDS", 30.0)
 RETROCHAT_CLOSE_GRACE_SECONDS = env_float("RETROCHAT_CLOSE_GRACE_SECONDS", 5.0)
