@@ -54,6 +54,17 @@ def reset_at(port: int, key: str, point: str, channel: str) -> None:
         raw.reset()
 
 
+async def subscribed_raw(stack, port: int, key: str, channel: str) -> RawWebSocket:
+    """A raw socket with a 4 KiB receive buffer, past `connected` and `subscribed`, closed with `stack`."""
+    raw = RawWebSocket(port, key, receive_buffer=4096)
+    stack.callback(raw.close)
+    await asyncio.to_thread(raw.open)
+    await asyncio.to_thread(raw.read_frames, 1)
+    await asyncio.to_thread(raw.send_json, {"type": "subscribe", "channel": channel, "ref": "s"})
+    await asyncio.to_thread(raw.read_frames, 1)
+    return raw
+
+
 async def wait_until_offline(watcher, user_id: int, seen: list[dict], timeout: float = 10) -> None:
     """Read the watcher's presence frames until the last one says offline; each must alternate
     online, offline, … from where `seen` left off (a user never goes online twice in a row)."""
@@ -98,13 +109,7 @@ async def test_tcp_resets_leave_no_zombies(kind, people):
             # so the reply is queued when the reset arrives and the send raises.
             stuck = []
             for _ in range(4):
-                raw = RawWebSocket(live.port, people.ada_ws_key, receive_buffer=4096)
-                stack.callback(raw.close)
-                await asyncio.to_thread(raw.open)
-                await asyncio.to_thread(raw.read_frames, 1)
-                await asyncio.to_thread(raw.send_json, {"type": "subscribe", "channel": channel, "ref": "s"})
-                await asyncio.to_thread(raw.read_frames, 1)
-                stuck.append(raw)
+                stuck.append(await subscribed_raw(stack, live.port, people.ada_ws_key, channel))
             bob_subscribed["offset"] += len(await flood(live, people.bob_key, people.room.pk, bob, bob_subscribed, 512 * 1024))
             for raw in stuck:
                 await asyncio.to_thread(raw.send_json, {"type": "ping", "ref": "p"})
@@ -151,12 +156,7 @@ async def test_heartbeat_drops_a_peer_that_never_reads(kind, people):
             bob_subscribed = await subscribe(bob, channel)
             cy = await open_ready(stack, live, people.cy_key)
             assert (await subscribe(cy, f"user:{people.ada.pk}", "activity"))["presence"]["status"] == "offline"
-            raw = RawWebSocket(live.port, people.ada_ws_key, receive_buffer=4096)
-            stack.callback(raw.close)
-            await asyncio.to_thread(raw.open)
-            await asyncio.to_thread(raw.read_frames, 1)
-            await asyncio.to_thread(raw.send_json, {"type": "subscribe", "channel": channel, "ref": "s"})
-            await asyncio.to_thread(raw.read_frames, 1)
+            raw = await subscribed_raw(stack, live.port, people.ada_ws_key, channel)
             assert await recv_json(cy) == presence_frame(people.ada.pk, "online")
 
             await flood(live, people.bob_key, people.room.pk, bob, bob_subscribed, 512 * 1024)
