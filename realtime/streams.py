@@ -30,9 +30,11 @@ _CREATE_STREAM = f"INSERT INTO {_STREAMS} (channel, epoch, last_offset) VALUES (
 _LOCK_STREAM = f"UPDATE {_STREAMS} SET last_offset = last_offset WHERE channel = %s"
 _PRUNE_BEYOND_SIZE = (
     f"DELETE FROM {_EVENTS} WHERE id IN (SELECT e.id FROM {_EVENTS} e JOIN {_STREAMS} s ON s.channel = e.channel"
-    f" WHERE e.stream_offset <= s.last_offset - %s LIMIT %s)"
+    f" WHERE e.stream_offset <= s.last_offset - %s ORDER BY e.stream_offset LIMIT %s)"
 )
-_PRUNE_OLDER_THAN = f"DELETE FROM {_EVENTS} WHERE id IN (SELECT id FROM {_EVENTS} WHERE created_at < %s LIMIT %s)"
+_PRUNE_OLDER_THAN = f"DELETE FROM {_EVENTS} WHERE id IN (SELECT id FROM {_EVENTS} WHERE created_at < %s ORDER BY id LIMIT %s)"
+# Oldest first in each batch: what a reader sees between two batches is still one contiguous run per
+# channel (a batch that took rows from the middle would show a recovering client a hole).
 _CHUNK = 500  # channels per positions query
 
 
@@ -135,8 +137,9 @@ def missed_events(channel: str, since: Position, head: Position, max_events: int
     if since.offset == head.offset:
         return []
     events = [e for e in read_after(channel, since.offset, head.offset - since.offset) if e.offset <= head.offset]
-    if not events or events[0].offset != since.offset + 1:
-        return None  # pruned by retention
+    expected = list(range(since.offset + 1, head.offset + 1))
+    if [event.offset for event in events] != expected:
+        return None  # pruned by retention (or being pruned)
     return events
 
 
