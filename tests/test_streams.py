@@ -234,14 +234,24 @@ def test_pruning_while_writers_append_fails_no_writer_and_keeps_the_newest_conti
     pruned: list[int] = []
     snapshots: list[dict[str, list[int]]] = []
 
+    pruning = threading.Event()
+
     def write(i: int) -> None:
+        pruning.wait(10)  # the writers start once the pruner runs, so that both really overlap
         for n in range(per_writer):
             log(channels[(i + n) % len(channels)])
+            if n == per_writer // 2:
+                pruned_once.wait(10)  # and one prune at least lands in the middle of the writes
+
+    pruned_once = threading.Event()
 
     def prune_and_look(_: int) -> None:
+        pruning.set()
         while not DONE.is_set():
             pruned.append(streams.prune(history_size=keep, ttl_seconds=3600, batch=7))
             snapshots.append({channel: stored(channel) for channel in channels})
+            if any(pruned):
+                pruned_once.set()
 
     assert alongside(prune_and_look, lambda: in_threads(writers, write)) == []
     assert len(pruned) > 1 and sum(pruned) > 0, "pruning never ran alongside the writers"
