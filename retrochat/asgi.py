@@ -2,17 +2,20 @@
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retrochat.settings")
 # Django must be set up before anything imports models.
-django_http = get_asgi_application()
+django.setup(set_prefix=False)
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from realtime.routing import websocket_application  # noqa: E402
+from retrochat.http_handler import PooledHTTPHandler  # noqa: E402
+
+django_http = PooledHTTPHandler(threads=settings.RETROCHAT_HTTP_THREADS)
 
 http_application = ASGIStaticFilesHandler(django_http) if settings.RETROCHAT_SERVE_STATIC else django_http
 

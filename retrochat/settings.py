@@ -130,8 +130,16 @@ CORS_ALLOW_CREDENTIALS = False
 
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
-# Short-lived connections: under ASGI, persistent ones outlive the thread that opened them.
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
+# HTTP requests run on a fixed pool of long-lived threads (retrochat/http_handler.py), and the
+# realtime layer on one long-lived thread (realtime/db.py), so each thread keeps its database
+# connections for this many seconds instead of opening one per request; a connection that failed
+# is replaced (health checks). 0 = a new connection per request.
+RETROCHAT_HTTP_THREADS = env_int("RETROCHAT_HTTP_THREADS", 8)
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env_int("RETROCHAT_DB_CONN_MAX_AGE", 300), conn_health_checks=True
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets readers proceed during a write; IMMEDIATE takes the write lock at BEGIN, so
