@@ -15,7 +15,7 @@ from django.utils import timezone
 from realtime import channel_names, presence
 from realtime.channel_names import Channel
 from retrochat import ids
-from rooms.api.serializers import MessageSerializer, RoomSharedSerializer
+from rooms.api.serializers import MessageSerializer, RoomSharedSerializer, message_identity
 from users.api.serializers import UserSerializer
 from retrochat.timestamps import format_timestamp
 
@@ -60,12 +60,7 @@ def message_saved(message: Message, *, created: bool) -> Event:
 
 
 def message_deleted(message: Message, *, deleted_at: datetime) -> Event:
-    data: dict[str, Any] = {"id": ids.format_id(ids.MESSAGE, message.pk)}
-    if message.room_id is not None:
-        data["room_id"] = ids.format_id(ids.ROOM, message.room_id)
-    else:
-        data["conversation_id"] = ids.format_id(ids.CONVERSATION, cast(int, message.conversation_id))
-    data["user_id"] = ids.format_id(ids.USER, message.author_id)
+    data = message_identity(message)
     data["deleted_at"] = format_timestamp(deleted_at)
     return Event("message:deleted", _message_channel(message), data)
 

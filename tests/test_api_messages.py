@@ -4,6 +4,7 @@ import base64
 import pytest
 
 from rooms import services
+from rooms.api.serializers import MessageSerializer
 from rooms.models import Message
 from tests import factories
 from tests.support import iso, message_data, validation_error
@@ -95,6 +96,21 @@ def test_message_timestamps_are_utc_with_a_z(api, room):
 
     assert body["created_at"].endswith("Z")
     assert body["updated_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("where", ["room", "conversation", "edited"])
+def test_the_message_rendering_equals_drfs_rendering_of_the_declared_fields(user, other_user, room, where):
+    """MessageSerializer renders messages by hand for speed; the declared fields (the OpenAPI schema) must agree."""
+    if where == "conversation":
+        conversation, _ = services.conversation_get_or_create(user=user, other=other_user)
+        message = services.message_create(author=user, conversation=conversation, content="hi")
+    else:
+        message = services.message_create(author=user, room=room, content="hi")
+    if where == "edited":
+        message = services.message_update(message=message, content="hi again")
+    serializer = MessageSerializer()
+
+    assert list(serializer.to_representation(message).items()) == list(serializer.generic_representation(message).items())
 
 
 def test_a_member_of_a_private_room_posts_a_message(api, user, other_user):

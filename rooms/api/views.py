@@ -201,8 +201,12 @@ class RoomMessagesView(MessageHistoryView):
 
     @extend_schema(request=MessageWriteSerializer, responses={201: MessageSerializer}, summary="Post a message (members)")
     def post(self, request: AuthenticatedRequest, room_id: int) -> Response:
-        room = get_visible_room(request, room_id)
-        if not access.can_post_in_room(request.user, room):
+        # The hot write path: the room without the counts a room body needs, one membership query.
+        room = generics.get_object_or_404(Room, pk=room_id)
+        membership = access.membership_of(request.user, room)
+        if not access.can_view_room(request.user, room, membership):
+            raise Http404
+        if not access.can_post_in_room(request.user, room, membership):
             raise PermissionDenied("Join the room to post in it.")
         message = services.message_create(author=request.user, room=room, **_validated(MessageWriteSerializer, request))
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
