@@ -1,0 +1,84 @@
+"""After-commit sends: a thread that runs on behalf of a server (an HTTP request on a pool thread)
+hands its sends to the server's event loop and goes on without waiting for the channel layer; the
+loop sends them one at a time in the order they were handed over. A thread with no server loop
+behind it (a management command, a script) sends and waits."""
+import asyncio
+import logging
+import threading
+
+from asgiref.sync import SyncToAsync
+
+from realtime import publish
+from retrochat import metrics
+
+
+class RecordingLayer:
+    """A channel layer whose sends finish only when the test lets them (`gate`)."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.gate = asyncio.Event()
+        self.sent: list[tuple[str, str]] = []
+        self.fail_on = fail_on
+
+    async def group_send(self, group: str, message: dict) -> None:
+        await self.gate.wait()
+        if group == self.fail_on:
+            raise ConnectionError("Redis is away")
+        self.sent.append((group, message["text"]))
+
+
+def send_three() -> str:
+    for n in (1, 2, 3):
+        publish._send(f"rc.room.{n}", {"type": "rc.event", "text": f"frame {n}"})
+    return threading.current_thread().name
+
+
+def on_a_server_thread(function):
+    """`function` on a worker thread the way the HTTP handler runs a request (SyncToAsync, not thread-sensitive)."""
+    return SyncToAsync(function, thread_sensitive=False)()
+
+
+async def test_a_server_thread_hands_its_sends_over_without_waiting_and_they_go_in_order(monkeypatch):
+    layer = RecordingLayer()
+    monkeypatch.setattr(publish, "get_channel_layer", lambda: layer)
+
+    thread = await asyncio.wait_for(on_a_server_thread(send_three), 5)  # returned with every send still blocked
+
+    assert thread != threading.current_thread().name and layer.sent == []
+    layer.gate.set()
+    for _ in range(50):
+        if len(layer.sent) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert layer.sent == [("rc.room.1", "frame 1"), ("rc.room.2", "frame 2"), ("rc.room.3", "frame 3")]
+
+
+async def test_a_failed_send_is_counted_and_logged_and_the_next_ones_still_go(monkeypatch, caplog):
+    layer = RecordingLayer(fail_on="rc.room.2")
+    layer.gate.set()
+    monkeypatch.setattr(publish, "get_channel_layer", lambda: layer)
+    errors = metrics._COUNTERS["retrochat_channel_layer_errors_total"].labels(operation="send")
+    before = errors._value.get()
+
+    with caplog.at_level(logging.ERROR, logger="retrochat.realtime"):
+        await on_a_server_thread(send_three)
+        for _ in range(50):
+            if len(layer.sent) == 2:
+                break
+            await asyncio.sleep(0.01)
+
+    assert layer.sent == [("rc.room.1", "frame 1"), ("rc.room.3", "frame 3")]
+    assert errors._value.get() == before + 1
+    assert [r.getMessage() for r in caplog.records] == ["After-commit send to rc.room.2 failed; the event log still has it"]
+
+
+def test_a_thread_with_no_server_loop_sends_and_waits(monkeypatch):
+    layer = RecordingLayer()
+    layer.gate.set()
+    monkeypatch.setattr(publish, "get_channel_layer", lambda: layer)
+
+    worker = threading.Thread(target=send_three)  # like a management command: no event loop anywhere
+    worker.start()
+    worker.join(5)
+
+    assert layer.sent == [("rc.room.1", "frame 1"), ("rc.room.2", "frame 2"), ("rc.room.3", "frame 3")]
