@@ -365,10 +365,11 @@ async def test_the_echo_bot_example_answers_across_a_restart(own_server, world):
     server = own_server()
     bot = subprocess.Popen(
         [sys.executable, str(ECHO_BOT), "--url", server.http_url, "--room", str(world.room.pk)],
-        env={**os.environ, "KEY": world.bob_key}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "KEY": world.bob_key, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        while not (await asyncio.wait_for(asyncio.to_thread(bot.stdout.readline), WAIT)).startswith("[connected]"):
+        # Posted before the bot's subscription is in place, a message would not reach it (no `since` yet).
+        while not (await asyncio.wait_for(asyncio.to_thread(bot.stdout.readline), WAIT)).startswith("[subscribed]"):
             assert bot.poll() is None, "the bot exited"
         await asyncio.to_thread(post, server, world.room.pk, world.key, "hello")
         await until(lambda: "echo: hello" in read_messages(server, world.room.pk, world.key))

@@ -35,7 +35,7 @@ async def main() -> None:
 
     def show(change: StateChange) -> None:
         print(f"[{change.state.value}]" + (f" close {change.close_code}" if change.close_code else "")
-              + (f", retrying in {change.retry_in:.1f}s" if change.retry_in is not None else ""))
+              + (f", retrying in {change.retry_in:.1f}s" if change.retry_in is not None else ""), flush=True)
 
     async def answer(message: dict[str, Any]) -> None:
         if message["user_id"] == me or message["content"].startswith("echo: "):
@@ -46,6 +46,7 @@ async def main() -> None:
     async with Client(ws_url, api_key=key, on_state=show) as client:
         me = client.user_id
         sub = await client.subscribe(f"room:{args.room}", event="message:new")
+        print(f"[subscribed] room:{args.room}", flush=True)  # from here on, no message of the room is missed
         last_seen: str | None = None
         async for item in sub:
             if isinstance(item, NotRecovered):
