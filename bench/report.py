@@ -192,8 +192,16 @@ def two_line(results: dict[str, Any], s: dict[str, Any]) -> str:
     two = results.get("project_two_processes")
     if not ok(two):
         return "Two RetroChat processes: not measured in this run."
-    return (f"Two RetroChat processes behind the same Redis ({s['main_subscribers']:,} subscribers split between them, "
+    line = (f"Two RetroChat processes behind the same Redis ({s['main_subscribers']:,} subscribers split between them, "
             f"publishing through the first): {fmt(two['deliveries_per_second'])} deliveries/s, {two['lost']} lost.")
+    if "servers_cpu_s" in two and two.get("wall_s"):
+        cores = results["machine"]["cores"]
+        used = sum(two["servers_cpu_s"]) + two["loadgen_cpu_s"]
+        line += (f" CPU during that burst: the two processes {' s + '.join(fmt(c, 2) for c in two['servers_cpu_s'])} s, "
+                 f"the load generator {fmt(two['loadgen_cpu_s'], 2)} s, in {fmt(two['wall_s'], 2)} s of wall time on "
+                 f"{cores} cores ({fmt(100 * used / (cores * two['wall_s']))} % of the machine, Redis and the kernel's "
+                 "loopback work not counted).")
+    return line
 
 
 def granian_line(results: dict[str, Any], n: str) -> str:

@@ -234,10 +234,13 @@ def _result(out: str) -> dict[str, Any]:
     return result
 
 
-def burst_with_cpu(server: "Server", **overrides: Any) -> dict[str, Any]:
+def burst_with_cpu(server: "Server", others: tuple["Server", ...] = (), **overrides: Any) -> dict[str, Any]:
     """A burst (loadgen `sync` mode), with the server's CPU time read right before the first publish
-    and right after the last delivery: server CPU µs per delivery."""
-    assert server.process is not None
+    and right after the last delivery: server CPU µs per delivery. With `others` (more processes of
+    the same server), their CPU counts too, and each process's share, the load generator's own CPU
+    and the wall time are reported: whether the machine's cores were the limit."""
+    assert server.process is not None and all(other.process is not None for other in others)
+    pids = [server.process.pid, *(other.process.pid for other in others)]  # type: ignore[union-attr]
     merged = {**server.config, "mode": "burst", "sync": True, **overrides}
     process = start(["node", str(LOADGEN), json.dumps(merged)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdin is not None and process.stdout is not None
@@ -250,7 +253,7 @@ def burst_with_cpu(server: "Server", **overrides: Any) -> dict[str, Any]:
             phase = json.loads(line) if line.strip() else {"error": "loadgen ended early"}
             if "error" in phase:
                 raise RuntimeError(f"loadgen: {phase['error']}")
-            readings.append(cpu_seconds(server.process.pid))
+            readings.append(([cpu_seconds(pid) for pid in pids], cpu_seconds(process.pid), time.monotonic()))
             process.stdin.write("go\n")
             process.stdin.flush()
         out = process.stdout.read()
@@ -259,7 +262,10 @@ def burst_with_cpu(server: "Server", **overrides: Any) -> dict[str, Any]:
         timer.cancel()
         stop(process)
     result = _result(out)
-    result["server_cpu_s"] = readings[1] - readings[0]
+    (servers_before, loadgen_before, started), (servers_after, loadgen_after, ended) = readings
+    result["servers_cpu_s"] = [after - before for before, after in zip(servers_before, servers_after)]
+    result["server_cpu_s"] = sum(result["servers_cpu_s"])
+    result["loadgen_cpu_s"], result["wall_s"] = loadgen_after - loadgen_before, ended - started
     result["cpu_us_per_delivery"] = 1e6 * result["server_cpu_s"] / result["received"] if result["received"] else None
     return result
 
@@ -429,9 +435,8 @@ def two_processes(project: Project) -> dict[str, Any]:
     with project.server("project-a", "uvicorn") as a, project.server("project-b", "uvicorn") as b:
         project.create_room(a.port)
         messages = max(5, BURST_DELIVERIES // MAIN_SUBSCRIBERS)
-        result = loadgen(a.config, mode="burst", clients=MAIN_SUBSCRIBERS, messages=messages, concurrency=4,
-                         ws_urls=[a.config["ws_url"], b.config["ws_url"]])
-    return result
+        return burst_with_cpu(a, others=(b,), clients=MAIN_SUBSCRIBERS, messages=messages, concurrency=4,
+                              ws_urls=[a.config["ws_url"], b.config["ws_url"]])
 
 
 def creates(database: str) -> dict[str, Any]:
