@@ -81,19 +81,54 @@ class Outbox:
         self.slow = False
         self._stuck_since: float | None = None
         self._progress_at = time.monotonic()  # the last write, or when the backlog began
+        self._gathered: list[tuple[str, bytes]] | None = None  # frames to write at the end of this pass
+        self._gathered_bytes = 0
 
     # --- queueing (never waits) ----------------------------------------------------------------
     def push(self, text: str, frame: bytes | None = None) -> None:
         """Queue a text frame. `frame`, the same text already framed for the wire (the hub frames an
-        event once for all its recipients), is written straight to the socket when nothing is
-        queued before it and the socket takes it without waiting: the common case costs no task and
-        no per-recipient framing."""
+        event once for all its recipients), goes straight to the socket when nothing is queued
+        before it: such frames are gathered until the end of the event loop's current pass and
+        written with one system call (`_write_gathered`), so a connection that gets several events
+        in one pass (a burst the hub takes from the layer at once, a gap filled from the log) pays
+        one write for all of them. The common case costs no task and no per-recipient framing."""
         if self.closed or self.dead:
             return
-        if frame is not None and not self._queue and self._transport is not None and self._transport.write_frame(frame):
+        if frame is not None and not self._queue and self._transport is not None:
+            if self._gathered is None:
+                self._gathered, self._gathered_bytes = [], 0
+                _gathering_outboxes().append(self)
+            self._gathered.append((text, frame))
+            self._gathered_bytes += len(frame)
+            if self._gathered_bytes > HIGH_WATER:  # bytes the limits do not see: no more than this
+                self._write_gathered()
             return
         self._enqueue({"type": "websocket.send", "text": text}, wire_size(text))
         if self._over_limit(time.monotonic()):
+            self.close_slow()
+
+    def _write_gathered(self) -> None:
+        """Write the frames gathered in this pass at once; if the socket does not take them now
+        (it is not writable, or it is closing), they go to the queue instead, ahead of anything
+        queued after them."""
+        gathered, self._gathered = self._gathered, None
+        if not gathered or self.dead or self._transport is None:
+            return
+        wire = gathered[0][1] if len(gathered) == 1 else b"".join(frame for _, frame in gathered)
+        if self._transport.write_frame(wire):
+            return
+        if self.closed and not self._queue:
+            return  # stopped meanwhile: nothing more is written
+        now = time.monotonic()
+        if not self._queue:
+            self._progress_at = now
+        for text, _ in reversed(gathered):
+            size = wire_size(text)
+            self._queue.appendleft(({"type": "websocket.send", "text": text}, size, now))
+            self.pending_bytes += size
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        if self._over_limit(now):
             self.close_slow()
 
     def _over_limit(self, now: float) -> bool:
@@ -117,6 +152,7 @@ class Outbox:
             return
         self.slow = True
         self._queue.clear()
+        self._gathered = None
         self.pending_bytes = 0
         self._on_slow()  # the owner queues its error frame and close through close()
 
@@ -193,6 +229,7 @@ class Outbox:
     def abort(self) -> None:
         self.dead = True
         self._queue.clear()
+        self._gathered = None
         self.pending_bytes = 0
         if self._writer is not None:
             self._writer.cancel()
@@ -207,7 +244,34 @@ class Outbox:
         would keep the socket open for ever: the transport is aborted if any are left after the grace."""
         self.closed = True
         self._queue.clear()
+        self._gathered = None
         self.pending_bytes = 0
         if self._writer is not None and self._writer is not asyncio.current_task():
             self._writer.cancel()
         asyncio.get_running_loop().call_later(self.close_grace, self._abort_if_stuck)
+
+
+# The outboxes that gathered frames in the event loop's current pass, written by one callback at the
+# end of it (scheduled with the first of them). Per loop: tests run one loop after another.
+_gathering: tuple[asyncio.AbstractEventLoop | None, list[Outbox]] = (None, [])
+
+
+def _gathering_outboxes() -> list[Outbox]:
+    global _gathering
+    loop = asyncio.get_running_loop()
+    if _gathering[0] is not loop:
+        _gathering = (loop, [])
+    outboxes = _gathering[1]
+    if not outboxes:
+        loop.call_soon(_write_all_gathered, outboxes)
+    return outboxes
+
+
+def _write_all_gathered(outboxes: list[Outbox]) -> None:
+    pending = outboxes[:]
+    outboxes.clear()  # frames gathered from here on start a new pass
+    for outbox in pending:
+        try:
+            outbox._write_gathered()
+        except Exception:  # one connection's failure must not cost the others their frames
+            logger.exception("outbox: writing gathered frames failed")

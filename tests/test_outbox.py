@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from realtime.outbox import HARD_LIMIT_FACTOR, PROGRESS_GRACE, Outbox, wire_size
+from realtime.outbox import HARD_LIMIT_FACTOR, HIGH_WATER, PROGRESS_GRACE, Outbox, wire_size
 
 
 class Peer:
@@ -206,12 +206,52 @@ async def test_non_ascii_frames_reach_the_byte_limit_in_bytes():
     outbox.stop()
 
 
-async def test_a_preframed_event_goes_straight_to_a_socket_with_room():
+async def test_preframed_events_of_one_pass_go_straight_to_a_socket_with_room_in_one_write():
+    peer = Peer()
+    peer.takes_frames = True
+    outbox, _ = make_outbox(peer)
+    outbox.push("one", b"ONE")
+    outbox.push("two", b"TWO")
+    assert peer.frames == []  # gathered until the event loop's pass ends
+    await asyncio.sleep(0)
+    assert peer.frames == [b"ONETWO"] and outbox.pending_bytes == 0 and peer.written == []
+    outbox.push("three", b"THREE")
+    await asyncio.sleep(0)
+    assert peer.frames == [b"ONETWO", b"THREE"]
+
+
+async def test_gathered_frames_the_socket_does_not_take_are_queued_ahead_of_later_frames():
+    peer = Peer()
+    peer.reading.clear()
+    outbox, _ = make_outbox(peer)
+    outbox.push("one", b"ONE")
+    outbox.push("two", b"TWO")
+    outbox.push("error")  # no wire form: queued behind them
+    await asyncio.sleep(0)
+    assert outbox.pending_bytes == len("onetwoerror")
+    peer.reading.set()
+    await settle(lambda: len(peer.written) == 3)
+    assert texts(peer) == ["one", "two", "error"] and peer.frames == []
+
+
+async def test_gathering_more_than_the_high_water_mark_writes_at_once():
+    peer = Peer()
+    peer.takes_frames = True
+    outbox, _ = make_outbox(peer)
+    big = b"x" * (HIGH_WATER // 2 + 1)
+    outbox.push("a", big)
+    outbox.push("b", big)  # bytes no limit counts are bounded: written now, not at the end of the pass
+    assert peer.frames == [big + big]
+
+
+async def test_a_stopped_outbox_writes_nothing_it_had_gathered():
     peer = Peer()
     peer.takes_frames = True
     outbox, _ = make_outbox(peer)
     outbox.push("event", b"FRAME")
-    assert peer.frames == [b"FRAME"] and outbox.pending_bytes == 0 and peer.written == []
+    outbox.stop()
+    await asyncio.sleep(0)
+    assert peer.frames == [] and peer.written == []
 
 
 async def test_a_preframed_event_is_queued_when_the_socket_has_no_room():
