@@ -18,6 +18,10 @@ when Django starts, so that they hold whichever server `retrochat.serve` runs.
    RETROCHAT_MAX_FRAME_BYTES) never reaches the application, and the server then closes on its own
    (autobahn even drops the TCP connection without a close frame). Answer it as the application
    answers any frame over the limit: the MESSAGE_TOO_LARGE error frame, then close 1009.
+5. uvicorn: an upgrade request that websockets refuses to parse (a header line over 8 KiB, too
+   many headers) makes websockets queue its answer (431 Request Header Fields Too Large) and
+   stop, but uvicorn never writes that answer nor closes: the client waited until its own timeout.
+   Write the answer and close the connection.
 """
 
 import socket
@@ -202,6 +206,14 @@ def patch_uvicorn() -> None:
             self.transport.write(Frame(Opcode.TEXT, too_large_error()).serialize(mask=False))
         original(self)
 
+    original_data_received = WebSocketsSansIOProtocol.data_received
+
+    def data_received(self: WebSocketsSansIOProtocol, data: bytes) -> None:
+        original_data_received(self, data)
+        if self.conn.handshake_exc is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+
     original_run_asgi = WebSocketsSansIOProtocol.run_asgi
 
     async def run_asgi(self: WebSocketsSansIOProtocol) -> None:
@@ -211,6 +223,7 @@ def patch_uvicorn() -> None:
 
     WebSocketsSansIOProtocol.handle_parser_exception = handle_parser_exception  # type: ignore[method-assign]  # the patch
     WebSocketsSansIOProtocol.run_asgi = run_asgi  # type: ignore[method-assign]  # the patch
+    WebSocketsSansIOProtocol.data_received = data_received  # type: ignore[method-assign]  # the patch
     WebSocketsSansIOProtocol.retrochat_patched = True  # type: ignore[attr-defined]  # our marker
 
 

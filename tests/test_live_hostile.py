@@ -328,6 +328,40 @@ async def test_unknown_websocket_paths_are_refused(server, target, path):
     assert_no_traceback(server, mark)
 
 
+@pytest.mark.parametrize("size", [20_000, 70_000])
+async def test_an_upgrade_with_an_oversized_header_is_refused_at_once(server, target, size):
+    """A header line far over the servers' limits: uvicorn answers 431 and closes, daphne closes;
+    the client never waits for a timeout (a socket timeout fails this test)."""
+    mark = log_mark(server)
+
+    def attempt() -> bytes:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        try:
+            sock.sendall(
+                (
+                    f"GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                    f"Authorization: Bearer {target.key}\r\nX-Padding: {'a' * size}\r\n\r\n"
+                ).encode()
+            )
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            return received
+        finally:
+            sock.close()
+
+    received = await asyncio.to_thread(attempt)
+    if os.environ.get("RETROCHAT_SERVER", "uvicorn") == "uvicorn":
+        assert received.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), received[:80]
+    else:
+        assert received == b""
+    async with AsyncExitStack() as stack:  # the server is fine afterwards
+        ws = await open_ready(stack, server, target.key)
+        assert await request_reply(ws, {"type": "ping", "ref": 1}) == pong_frame(1)
+    assert_no_traceback(server, mark)
+
+
 # --- heartbeat ---------------------------------------------------------------------------------
 def raw_websocket(port: int, key: str) -> tuple[socket.socket, bytes]:
     """An upgraded TCP connection made by hand: a peer that will never answer a ping."""
