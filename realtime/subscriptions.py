@@ -51,29 +51,24 @@ class ChannelSubscription:
     def position(self) -> Position:
         return Position(self.epoch or "", self.offset)
 
-    def matches(self, category: str, event_type: str) -> bool:
-        wanted = self.wanted.get(event_type)
+    def take(self, frame: Frame) -> bool:
+        """Whether to write the frame now: past this channel's position (which moves to it), and
+        wanted by a filter. Runs once per event per connection: one method, no inner calls."""
+        offset = frame.offset
+        if offset is not None:
+            if frame.epoch != self.epoch:  # the stream was reset (or this is the first position)
+                self.epoch, self.offset = frame.epoch, offset
+            elif offset <= self.offset:
+                return False
+            else:
+                self.offset = offset
+        wanted = self.wanted.get(frame.type)
         if wanted is None:
+            category, event_type = frame.category, frame.type
             wanted = self.wanted[event_type] = any(
                 category in granted and filter_matches(f, category, event_type) for f, granted in self.filters.items()
             )
         return wanted
-
-    def is_new(self, frame: Frame) -> bool:
-        """Whether the frame is past this channel's position (and move the position to it)."""
-        if frame.offset is None:
-            return True
-        if frame.epoch != self.epoch:  # the stream was reset (or this is the first position)
-            self.epoch, self.offset = frame.epoch, frame.offset
-            return True
-        if frame.offset <= self.offset:
-            return False
-        self.offset = frame.offset
-        return True
-
-    def take(self, frame: Frame) -> bool:
-        """Whether to write the frame now: new, and wanted by a filter."""
-        return self.is_new(frame) and self.matches(frame.category, frame.type)
 
 
 class Subscriptions:
