@@ -111,6 +111,13 @@ def _server_loop() -> asyncio.AbstractEventLoop | None:
     return loop if loop is not None and loop.is_running() else None
 
 
+# Sends waiting for the channel layer, per event loop. While the layer hangs (a Redis connection
+# that takes nothing: each send fails only at its timeout) the REST writes go on; past this many the
+# oldest waiting send is dropped and counted as a failed send, so memory stays bounded. Nothing is
+# lost: the event is in the log, from which every hub fills the gap.
+MAX_PENDING_SENDS = 1_000
+
+
 class OrderedSender:
     """After-commit sends handed to the server's event loop, one at a time in the order they were
     handed over, without making the committing thread wait for the channel layer: a REST write
@@ -123,12 +130,23 @@ class OrderedSender:
         self.loop = loop
         self.pending: deque[tuple[str, dict[str, Any]]] = deque()
         self.draining = False
+        self.dropped = 0  # since the queue was last empty
 
     def submit(self, group: str, message: dict[str, Any]) -> None:
         """From any thread."""
         self.loop.call_soon_threadsafe(self._push, group, message)
 
     def _push(self, group: str, message: dict[str, Any]) -> None:
+        if len(self.pending) >= MAX_PENDING_SENDS:
+            self.pending.popleft()
+            self.dropped += 1
+            metrics.inc("retrochat_channel_layer_errors_total", 'operation="send"')
+            if self.dropped == 1:
+                logger.warning(
+                    "After-commit sends are not getting through: %d waiting, the oldest are dropped; "
+                    "the event log still has them",
+                    len(self.pending) + 1,
+                )
         self.pending.append((group, message))
         if not self.draining:
             self.draining = True
@@ -145,6 +163,8 @@ class OrderedSender:
                     logger.exception("After-commit send to %s failed; the event log still has it", group)
         finally:
             self.draining = False
+            if not self.pending:
+                self.dropped = 0
 
 
 _senders: dict[asyncio.AbstractEventLoop, OrderedSender] = {}

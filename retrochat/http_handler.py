@@ -14,6 +14,11 @@ middleware chain and view, and `response.close()` (`request_finished`, which clo
 connection only once it is older than `CONN_MAX_AGE` or unusable). Each thread therefore keeps its
 database connections between requests. The response is then written from the event loop.
 
+The liveness probe (`/v1/health/live`) runs on a thread of its own instead: when every pool thread
+is stuck in a request (a lock wait, a database that does not answer), it must still answer, or an
+orchestrator would restart a process that is alive (docs/deploy.md). It touches no dependency, so
+that thread never waits for one.
+
 A synchronous view cannot be interrupted, so a client that disconnects mid-request does not cancel
 it (Django's handler cannot cancel a synchronous view either); the answer to a gone client is
 dropped by the server.
@@ -30,16 +35,22 @@ from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
 
+# Answered on a thread of their own, never queued behind the pool's requests.
+OWN_THREAD_PATHS = frozenset({"/v1/health/live"})
+
+
 class PooledHTTPHandler(ASGIHandler):
     def __init__(self, threads: int) -> None:
         BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="retrochat-http")
+        self.probe_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrochat-probe")
         # thread_sensitive=False with our executor: the request runs on a pool thread. SyncToAsync
         # still records the event loop for that thread, so `async_to_sync` inside a view (the
         # on-commit publish) runs on the server's loop and its channel-layer connections.
         self._respond = SyncToAsync(self.respond, thread_sensitive=False, executor=self.executor)
         self._close = SyncToAsync(self.close_response, thread_sensitive=False, executor=self.executor)
+        self._respond_probe = SyncToAsync(self.respond, thread_sensitive=False, executor=self.probe_executor)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -49,7 +60,8 @@ class PooledHTTPHandler(ASGIHandler):
         except RequestAborted:
             return
         try:
-            response = await self._respond(scope, body_file)
+            respond = self._respond_probe if scope.get("path") in OWN_THREAD_PATHS else self._respond
+            response = await respond(scope, body_file)
             try:
                 await self.send_response(response, send)
             finally:

@@ -82,3 +82,36 @@ def test_a_thread_with_no_server_loop_sends_and_waits(monkeypatch):
     worker.join(5)
 
     assert layer.sent == [("rc.room.1", "frame 1"), ("rc.room.2", "frame 2"), ("rc.room.3", "frame 3")]
+
+
+async def test_while_the_layer_hangs_the_sends_waiting_are_bounded_and_the_oldest_are_dropped(monkeypatch, caplog):
+    # Redis that takes no sends (a hung connection: each send fails only after its timeout) while
+    # the REST writes go on: without a bound the waiting sends grew with every write, each holding
+    # its frame. The dropped ones are in the event log, which every hub reads to fill a gap.
+    layer = RecordingLayer()
+    monkeypatch.setattr(publish, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(publish, "MAX_PENDING_SENDS", 5)
+    errors = metrics._COUNTERS["retrochat_channel_layer_errors_total"].labels(operation="send")
+    before = errors._value.get()
+
+    def send_twenty() -> None:
+        for n in range(20):
+            publish._send("rc.room.1", {"type": "rc.event", "text": f"frame {n}"})
+
+    with caplog.at_level(logging.WARNING, logger="retrochat.realtime"):
+        await on_a_server_thread(send_twenty)
+        await asyncio.sleep(0.05)  # the hand-overs run on this loop
+        sender = publish._sender_for(asyncio.get_running_loop())
+        assert len(sender.pending) <= 5
+        layer.gate.set()
+        for _ in range(50):
+            if not sender.pending and not sender.draining:
+                break
+            await asyncio.sleep(0.01)
+
+    # What got through: perhaps the first (taken by the send in progress), then the newest, in order;
+    # every other one was dropped and counted.
+    sent = [int(text.removeprefix("frame ")) for _, text in layer.sent]
+    assert sent == sorted(sent) and sent[-5:] == [15, 16, 17, 18, 19] and len(sent) <= 6
+    assert errors._value.get() == before + 20 - len(sent)
+    assert any("dropped" in r.getMessage() for r in caplog.records)

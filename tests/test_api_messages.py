@@ -5,7 +5,7 @@ import pytest
 
 from rooms import services
 from rooms.api.serializers import MessageSerializer
-from rooms.models import Message
+from rooms.models import Message, Room
 from tests import factories
 from tests.support import iso, message_data, validation_error
 
@@ -152,6 +152,81 @@ def test_posting_in_a_room_that_does_not_exist_answers_404(api, db):
 
     assert response.status_code == 404
     assert response.json() == NOT_FOUND
+
+
+def test_posting_in_a_room_deleted_after_the_view_loaded_it_answers_404(api, room, monkeypatch):
+    # The view loads the room and the membership outside the write's transaction; the room's delete
+    # commits in between. The write checks the room again, under a lock that a delete waits for.
+    from rooms import access
+
+    membership_of = access.membership_of
+
+    def then_deleted(user, room):
+        membership = membership_of(user, room)
+        services.room_delete(room=Room.objects.get(pk=room.pk))
+        return membership
+
+    monkeypatch.setattr(access, "membership_of", then_deleted)
+
+    response = post(api, room)
+
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_and_the_delete_of_its_room_at_once_both_succeed(monkeypatch):
+    # The write has logged its event (it holds the room's stream) when the delete starts. On
+    # PostgreSQL the delete used to take the room's row, then wait for the stream, while the write's
+    # commit waited for the row (its foreign key): "deadlock detected", one of them failed.
+    import threading
+    import time
+
+    from django.db import connection
+
+    from realtime import streams
+
+    owner = factories.make_user("owner")
+    room = factories.make_room(owner, "doomed")
+    logged, go = threading.Event(), threading.Event()
+    append = streams.append
+
+    def pausing_append(channel, *args, **kwargs):
+        event = append(channel, *args, **kwargs)
+        if threading.current_thread().name == "writer":
+            logged.set()
+            go.wait(10)
+        return event
+
+    monkeypatch.setattr(streams, "append", pausing_append)
+    outcomes: dict[str, object] = {}
+
+    def run(name, write):
+        try:
+            write()
+            outcomes[name] = "ok"
+        except Exception as exc:  # the outcome is the assertion
+            outcomes[name] = exc
+        finally:
+            connection.close()
+
+    writer = threading.Thread(
+        target=run, name="writer", args=("writer", lambda: services.message_create(author=owner, room=room, content="last"))
+    )
+    deleter = threading.Thread(
+        target=run, name="deleter", args=("deleter", lambda: services.room_delete(room=Room.objects.get(pk=room.pk)))
+    )
+    writer.start()
+    assert logged.wait(10)
+    deleter.start()
+    time.sleep(0.3)  # the delete is waiting for the write now
+    go.set()
+    writer.join(20)
+    deleter.join(20)
+
+    assert outcomes == {"writer": "ok", "deleter": "ok"}
+    assert not Room.objects.filter(pk=room.pk).exists() and not Message.objects.exists()
 
 
 def test_posting_requires_authentication(anon, room):

@@ -19,6 +19,8 @@ def handler():
     # drop the test database while it is open).
     handler.executor.submit(connections.close_all).result()
     handler.executor.shutdown()
+    handler.probe_executor.submit(connections.close_all).result()
+    handler.probe_executor.shutdown()
 
 
 def watch(handler, monkeypatch) -> list[tuple[str, object]]:
@@ -82,3 +84,27 @@ async def test_a_streaming_response_is_sent_whole_and_closed_once_sent(handler, 
 
     assert await get(handler, "/anything") == (200, b"first second")
     assert len(closed) == 1 and closed[0].startswith("retrochat-http")
+
+
+async def test_liveness_answers_while_every_pool_thread_is_busy(handler, monkeypatch):
+    # Every pool thread stuck in a request (a lock wait, a database that does not answer): the
+    # liveness probe must still answer, or an orchestrator restarts a process that is alive
+    # (docs/deploy.md: a database or Redis outage never makes it restart healthy processes).
+    import asyncio
+
+    release = threading.Event()
+    get_response = handler.get_response
+
+    def blocking(request):
+        if request.path == "/stuck":
+            release.wait(10)
+        return get_response(request)
+
+    monkeypatch.setattr(handler, "get_response", blocking)
+    stuck = asyncio.ensure_future(get(handler, "/stuck"))  # the pool's only thread
+    await asyncio.sleep(0.1)
+    try:
+        assert await asyncio.wait_for(get(handler, "/v1/health/live"), 2) == (200, b'{"status":"ok"}')
+    finally:
+        release.set()
+        await stuck

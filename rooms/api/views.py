@@ -129,7 +129,10 @@ class RoomMembersView(StrictQueryParamsMixin, generics.GenericAPIView):
         refusal = access.membership_add_refusal(request.user, room, target=target, role=role)
         if refusal:
             raise PermissionDenied(refusal)
-        membership, created = services.membership_add(room=room, user=target, role=role)
+        try:
+            membership, created = services.membership_add(room=room, user=target, role=role)
+        except Room.DoesNotExist:  # deleted since it was loaded
+            raise Http404 from None
         return Response(
             MembershipSerializer(membership).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -208,7 +211,11 @@ class RoomMessagesView(MessageHistoryView):
             raise Http404
         if not access.can_post_in_room(request.user, room, membership):
             raise PermissionDenied("Join the room to post in it.")
-        message = services.message_create(author=request.user, room=room, **_validated(MessageWriteSerializer, request))
+        content = _validated(MessageWriteSerializer, request)
+        try:
+            message = services.message_create(author=request.user, room=room, **content)
+        except Room.DoesNotExist:  # deleted since it was loaded
+            raise Http404 from None
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
