@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, cast
 
+from asgiref.typing import WebSocketDisconnectEvent
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -77,6 +78,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
+        # Channels' version (no groups here) then runs close_old_connections() through sync_to_async:
+        # a thread hop per disconnect onto the one thread-sensitive worker, which is also the realtime
+        # database thread (realtime/db.py), whose connections it closed (CONN_MAX_AGE = 0), so that
+        # the next subscribe opened a new one. That thread manages its connections itself.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def connect(self) -> None:
