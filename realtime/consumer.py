@@ -14,11 +14,14 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, cast
 
+from asgiref.typing import WebSocketDisconnectEvent
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
 from realtime import authorization, credentials, presence, protocol, transitions
+from realtime.aio import Flag
 from realtime.channel_names import Channel
 from realtime.credentials import ConnectionCredentials
 from realtime.db import realtime_db
@@ -27,7 +30,7 @@ from realtime.limits import FrameRateLimiter
 from realtime.outbox import Outbox, wire_size, TransportControl
 from realtime.protocol import ClientFrame, ProtocolError
 from realtime.subscriptions import Frame, Subscriptions
-from realtime.transport import TRANSPORT_EXTENSION
+from realtime.transport import TRANSPORT_EXTENSION, websocket_text_frame
 from retrochat import ids, metrics
 
 logger = logging.getLogger("retrochat.realtime")
@@ -49,8 +52,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     connection_id: str = ""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Channels' AsyncConsumer.__call__ for a consumer without a channel-layer channel, which runs
+        # `receive` in a new task per message under asyncio.wait (await_many_dispatch): here it is
+        # awaited directly, one message at a time as there, with no task, waiter or set per message
+        # (part of the cost of every connect, and memory held by every idle connection).
+        self.scope = scope
+        self.channel_layer = None  # type: ignore[assignment]  # types-channels: never None there
+        self.base_send = send
         try:
-            await super().__call__(scope, receive, send)
+            try:
+                while True:
+                    await self.dispatch(await receive())
+            except StopConsumer:
+                pass
         finally:
             # Whatever ended the application (a disconnect, a send that raised, a bug, cancellation),
             # the connection leaves the hub, its channels and the presence registry: no zombies.
@@ -65,6 +79,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
+        # Channels' version (no groups here) then runs close_old_connections() through sync_to_async:
+        # a thread hop per disconnect onto the one thread-sensitive worker, which is also the realtime
+        # database thread (realtime/db.py), whose connections it closed (CONN_MAX_AGE = 0), so that
+        # the next subscribe opened a new one. That thread manages its connections itself.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     # --- lifecycle -------------------------------------------------------------------------------
     async def connect(self) -> None:
         self.closing = False
@@ -75,7 +97,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.limiter = FrameRateLimiter(settings.RETROCHAT_RATE_PER_SECOND, settings.RETROCHAT_RATE_BURST)
         self.expiry_timer: asyncio.TimerHandle | None = None
         self.background: set[asyncio.Task] = set()
-        self.disconnected = asyncio.Event()
+        self.disconnected = Flag()
 
         # Before the first await: clean-up stops the outbox, and it runs even when the peer resets
         # during authenticate() or accept() (uvicorn's accept then raises ClientDisconnected).
@@ -89,6 +111,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         )
         creds = await credentials.authenticate(self.scope)
         await self.accept(creds.subprotocol)
+        self._release_handshake()
         if creds.error == protocol.FORBIDDEN_ORIGIN:
             self.fail(protocol.FORBIDDEN_ORIGIN, "Session authentication needs an Origin of this site.", protocol.CLOSE_FORBIDDEN_ORIGIN)
             return
@@ -142,6 +165,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             )
         if outcome == presence.WENT_ONLINE:
             await transitions.went_online(user.pk)
+
+    def _release_handshake(self) -> None:
+        """The credentials are read: the handshake's headers are not needed for the connection's
+        life, here or in the server (realtime/transport.py)."""
+        if self.outbox.transport is not None:
+            self.outbox.transport.release_handshake()
+        if self.scope.get("headers"):
+            self.scope["headers"] = []
 
     async def disconnect(self, code: int) -> None:
         if self.registered:
@@ -199,7 +230,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         )
 
     def send_text(self, text: str) -> None:
-        self.outbox.push(text)
+        # Framed here, so that the outbox writes it straight to the socket when it can (no writer
+        # task, no trip through the server's ASGI send); queued as text otherwise.
+        self.outbox.push(text, websocket_text_frame(text.encode("utf-8", "surrogatepass")))
 
     def send_error(self, code: str, message: str, ref: str | int | None = None) -> None:
         metrics.inc("retrochat_errors_total", f'code="{code}",transport="ws"')

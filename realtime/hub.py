@@ -30,6 +30,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from realtime import control, presence, streams, transitions
+from realtime.aio import Flag
 from realtime.channel_names import Channel, parse_channel
 from realtime.control import AccessChanged, ChannelDeleted, ControlMessage, RevokeKey, RevokeUser
 from realtime.credentials import ConnectionCredentials, invalid_connections, verified_keys
@@ -58,7 +59,7 @@ class Connection(Protocol):
     connection_id: str
     api_key_id: int | None
     credentials: ConnectionCredentials
-    disconnected: asyncio.Event
+    disconnected: Flag
 
     def deliver(self, channel: str, frame: Frame) -> bool: ...
     def subscription_count(self) -> int: ...

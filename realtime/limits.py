@@ -11,6 +11,8 @@ ABUSE_SECONDS = 10
 
 
 class FrameRateLimiter:
+    __slots__ = ("rate", "burst", "tokens", "clock", "updated", "_abuse_since", "_last_drop")  # one per connection
+
     def __init__(self, rate_per_second: int, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = float(rate_per_second)
         self.burst = float(burst)

@@ -54,9 +54,18 @@ class TransportControl(Protocol):
     def write_frame(self, frame: bytes) -> bool:
         """Write a complete WebSocket frame now if the socket takes it without waiting; False if not."""
         ...
+    def release_handshake(self) -> None:
+        """The application no longer needs the handshake request: the server may let it go."""
+        ...
 
 
 class Outbox:
+    # One per open connection, idle most of the time: slots, and no queue until something waits.
+    __slots__ = (
+        "_send", "_transport", "max_bytes", "max_seconds", "close_grace", "_on_slow", "_queue", "pending_bytes",
+        "_writer", "closed", "dead", "slow", "_stuck_since", "_progress_at", "_gathered", "_gathered_bytes",
+    )
+
     def __init__(
         self,
         send: Callable[[Any], Awaitable[None]],  # an ASGI send (asgiref types its events as TypedDicts)
@@ -73,7 +82,8 @@ class Outbox:
         self.max_seconds = max_seconds
         self.close_grace = close_grace
         self._on_slow = on_slow
-        self._queue: deque[tuple[dict[str, Any], int, float]] = deque()  # (ASGI message, bytes, queued at)
+        # (ASGI message, bytes, queued at); a deque only while frames wait (≈600 bytes even empty).
+        self._queue: deque[tuple[dict[str, Any], int, float]] | None = None
         self.pending_bytes = 0
         self._writer: asyncio.Task | None = None
         self.closed = False  # a close is queued (or sent): nothing more is accepted
@@ -83,6 +93,10 @@ class Outbox:
         self._progress_at = time.monotonic()  # the last write, or when the backlog began
         self._gathered: list[tuple[str, bytes]] | None = None  # frames to write at the end of this pass
         self._gathered_bytes = 0
+
+    @property
+    def transport(self) -> TransportControl | None:
+        return self._transport
 
     # --- queueing (never waits) ----------------------------------------------------------------
     def push(self, text: str, frame: bytes | None = None) -> None:
@@ -122,6 +136,8 @@ class Outbox:
         now = time.monotonic()
         if not self._queue:
             self._progress_at = now
+        if self._queue is None:
+            self._queue = deque()
         for text, _ in reversed(gathered):
             size = wire_size(text)
             self._queue.appendleft(({"type": "websocket.send", "text": text}, size, now))
@@ -151,7 +167,7 @@ class Outbox:
         if self.closed or self.dead:
             return
         self.slow = True
-        self._queue.clear()
+        self._queue = None
         self._gathered = None
         self.pending_bytes = 0
         self._on_slow()  # the owner queues its error frame and close through close()
@@ -176,6 +192,8 @@ class Outbox:
         now = time.monotonic()
         if not self._queue:
             self._progress_at = now  # a backlog begins
+            if self._queue is None:
+                self._queue = deque()
         self._queue.append((message, size, now))
         self.pending_bytes += size
         if self._writer is None:
@@ -192,19 +210,21 @@ class Outbox:
                     self._queue.popleft()
                     self.pending_bytes -= size
                 if message["type"] == "websocket.close":
-                    self._queue.clear()
+                    self._queue = None
                     self.pending_bytes = 0
                     return
                 await self._wait_for_transport()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the peer is gone (ClientDisconnected, a reset): the server disconnects us
-            logger.debug("outbox: send failed (%s); dropping %d queued frame(s)", exc.__class__.__name__, len(self._queue))
+            logger.debug("outbox: send failed (%s); dropping %d queued frame(s)", exc.__class__.__name__, len(self._queue or ()))
             self.dead = True
-            self._queue.clear()
+            self._queue = None
             self.pending_bytes = 0
         finally:
             self._writer = None
+            if not self._queue:
+                self._queue = None
 
     async def _wait_for_transport(self) -> None:
         if self._transport is None or self._transport.buffered_bytes() <= HIGH_WATER:
@@ -228,7 +248,7 @@ class Outbox:
 
     def abort(self) -> None:
         self.dead = True
-        self._queue.clear()
+        self._queue = None
         self._gathered = None
         self.pending_bytes = 0
         if self._writer is not None:
@@ -243,7 +263,7 @@ class Outbox:
         """The application is done with the connection: stop writing. Bytes the peer never read
         would keep the socket open for ever: the transport is aborted if any are left after the grace."""
         self.closed = True
-        self._queue.clear()
+        self._queue = None
         self._gathered = None
         self.pending_bytes = 0
         if self._writer is not None and self._writer is not asyncio.current_task():

@@ -18,6 +18,7 @@ itself expires 10 minutes after its newest entry, only as garbage collection: it
 entries so that the sweep finds them and announces the offline transition.
 """
 import asyncio
+import hashlib
 import logging
 import time
 import weakref
@@ -135,6 +136,79 @@ redis.call('PEXPIREAT', KEYS[1], math.floor((tonumber(ARGV[3]) + 600) * 1000))
 """
 
 
+class ScriptBatches:
+    """Scripts of many connections sent to Redis in one pipeline per round trip: while a batch is in
+    flight, the next one gathers. A connect storm then costs one write, one read and one pipeline per
+    batch instead of a command (with its task, timeout and pool checkout) per connection. Each
+    script stays atomic and they run in the order they were asked for, so the per-user limit and
+    the exactly-once online/offline transitions are what they were with one EVAL each. Scripts go
+    by EVALSHA; one Redis does not know yet (a restart, SCRIPT FLUSH) is sent again with EVAL."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def run(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((script, (numkeys, *keys_and_args), future))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await self._execute(batch)
+                except Exception as exc:  # Redis unreachable: every caller of the batch sees it
+                    results = [exc] * len(batch)
+                except BaseException:  # this task was cancelled (the loop is closing): so are its callers
+                    for _, _, future in batch:
+                        future.cancel()
+                    raise
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    if future.done():  # the caller was cancelled meanwhile
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._flusher = None
+            for _, _, future in self._pending:  # only when this task itself was cancelled
+                future.cancel()
+            self._pending = []
+
+    async def _execute(self, batch: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]]) -> list[Any]:
+        import redis
+
+        async with self.client.pipeline(transaction=False) as pipe:
+            for script, args, _ in batch:
+                pipe.evalsha(_sha1(script), *args)
+            results = list(await pipe.execute(raise_on_error=False))
+        unknown = [i for i, result in enumerate(results) if isinstance(result, redis.exceptions.NoScriptError)]
+        if unknown:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for i in unknown:
+                    script, args, _ = batch[i]
+                    pipe.eval(script, *args)
+                for i, result in zip(unknown, await pipe.execute(raise_on_error=False), strict=True):
+                    results[i] = result
+        return results
+
+
+_shas: dict[str, str] = {}
+
+
+def _sha1(script: str) -> str:
+    sha = _shas.get(script)
+    if sha is None:
+        sha = _shas[script] = hashlib.sha1(script.encode()).hexdigest()
+    return sha
+
+
 class RedisPresence:
     def __init__(self, url: str, prefix: str) -> None:
         self.url = url
@@ -142,6 +216,7 @@ class RedisPresence:
         self.index_key = f"{prefix}:presence:connections"
         self._sync: Any = None
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ScriptBatches] = weakref.WeakKeyDictionary()
 
     # One async client per event loop: redis-py connections belong to the loop that opened them.
     def _client(self) -> Any:
@@ -151,19 +226,26 @@ class RedisPresence:
             client = self._async_clients[loop] = redis_config.async_client(self.url)
         return client
 
+    def _batched(self) -> ScriptBatches:
+        loop = asyncio.get_running_loop()
+        batches = self._batches.get(loop)
+        if batches is None:
+            batches = self._batches[loop] = ScriptBatches(self._client())
+        return batches
+
     def _keys(self, user_id: int) -> list[str]:
         return [f"{self.user_prefix}{user_id}", self.index_key]
 
     async def open(self, user_id: int, connection_id: str, limit: int) -> int:
         now = time.time()
         return int(
-            await self._client().eval(
+            await self._batched().run(
                 _OPEN, 2, *self._keys(user_id), connection_id, f"{user_id}:{connection_id}", now, now + settings.RETROCHAT_PRESENCE_TTL, limit
             )
         )
 
     async def close(self, user_id: int, connection_id: str) -> bool:
-        result = await self._client().eval(
+        result = await self._batched().run(
             _CLOSE, 2, *self._keys(user_id), connection_id, f"{user_id}:{connection_id}", time.time()
         )
         return int(result) == 1

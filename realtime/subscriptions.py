@@ -72,6 +72,8 @@ class ChannelSubscription:
 
 
 class Subscriptions:
+    __slots__ = ("channels", "_by_name")  # one per connection
+
     def __init__(self) -> None:
         self.channels: dict[Channel, ChannelSubscription] = {}
         self._by_name: dict[str, ChannelSubscription] = {}  # the delivery path names channels

@@ -18,7 +18,14 @@ when Django starts, so that they hold whichever server `retrochat.serve` runs.
    RETROCHAT_MAX_FRAME_BYTES) never reaches the application, and the server then closes on its own
    (autobahn even drops the TCP connection without a close frame). Answer it as the application
    answers any frame over the limit: the MESSAGE_TOO_LARGE error frame, then close 1009.
-5. uvicorn: an upgrade request that websockets refuses to parse (a header line over 8 KiB, too
+5. uvicorn: what each open WebSocket keeps for its life (bench/notes.md, memory per connection).
+   Its ASGI receive queue and `writable` event become the light ones of realtime/aio.py (an
+   asyncio.Queue and Event allocate ≈3.7 KiB of deques up front); the handshake request and
+   response (with their headers, and the scope's copy of them), which uvicorn keeps after the
+   handshake, are let go once the application says it is done with them (`release_handshake()`);
+   and the HTTP protocol object that handled the upgrade request, which uvicorn leaves in a
+   reference cycle with its parser, is freed at once instead of by the cyclic garbage collector.
+6. uvicorn: an upgrade request that websockets refuses to parse (a header line over 8 KiB, too
    many headers) makes websockets queue its answer (431 Request Header Fields Too Large) and
    stop, but uvicorn never writes that answer nor closes: the client waited until its own timeout.
    Write the answer and close the connection.
@@ -30,6 +37,7 @@ from typing import Any
 
 from websockets.protocol import State
 
+from realtime.aio import Flag, ReceiveQueue
 from realtime.outbox import HIGH_WATER as _DAPHNE_HIGH_WATER
 
 # Codes a server may send that autobahn's public sendClose() refuses.
@@ -67,8 +75,27 @@ def websocket_text_frame(payload: bytes) -> bytes:
 
 
 class UvicornTransport:
+    __slots__ = ("_protocol",)
+
     def __init__(self, protocol: object) -> None:
         self._protocol = protocol
+
+    def release_handshake(self) -> None:
+        """The application has read what it needs of the handshake: let its objects go. uvicorn
+        reads them only before the handshake completes; the headers of the request are cleared in
+        place because the websockets parser, suspended for the connection's life, still refers to
+        the request object."""
+        protocol = self._protocol
+        if not protocol.handshake_complete:  # type: ignore[attr-defined]
+            return
+        request = getattr(protocol, "request", None)
+        if request is not None:
+            request.headers.clear()
+            protocol.request = None  # type: ignore[attr-defined]
+        protocol.response = None  # type: ignore[attr-defined]
+        scope = protocol.scope  # type: ignore[attr-defined]
+        if scope.get("headers"):
+            scope["headers"] = []
 
     def buffered_bytes(self) -> int:
         return self._protocol.transport.get_write_buffer_size()  # type: ignore[attr-defined]
@@ -100,8 +127,13 @@ class UvicornTransport:
 
 
 class DaphneTransport:
+    __slots__ = ("_protocol",)
+
     def __init__(self, protocol: object) -> None:
         self._protocol = protocol
+
+    def release_handshake(self) -> None:
+        """Nothing: daphne is supported, but uvicorn is the server whose memory is tuned."""
 
     def buffered_bytes(self) -> int:
         # Twisted's FileDescriptor keeps unsent bytes in dataBuffer (from `offset`) and _tempDataBuffer.
@@ -189,6 +221,7 @@ def patch_daphne() -> None:
 
 def patch_uvicorn() -> None:
     try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
         from uvicorn.protocols.websockets.websockets_sansio_impl import (
             WebSocketsSansIOProtocol,
         )
@@ -221,9 +254,29 @@ def patch_uvicorn() -> None:
         limit_send_buffer(self.transport.get_extra_info("socket"))
         await original_run_asgi(self)
 
+    original_init = WebSocketsSansIOProtocol.__init__
+
+    def __init__(self: WebSocketsSansIOProtocol, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        # Fresh and unused here: nothing has been queued or awaited yet.
+        self.queue = ReceiveQueue()  # type: ignore[assignment]
+        writable = Flag()
+        writable.set()
+        self.writable = writable  # type: ignore[assignment]
+
+    original_upgrade = HttpToolsProtocol.handle_websocket_upgrade
+
+    def handle_websocket_upgrade(self: HttpToolsProtocol) -> None:
+        original_upgrade(self)
+        # The transport now belongs to the WebSocket protocol and this object is done; its parser
+        # refers back to it, which would keep both (and the request's scope) for the cyclic GC.
+        self.parser = None  # type: ignore[assignment]
+
+    WebSocketsSansIOProtocol.__init__ = __init__  # type: ignore[method-assign]  # the patch
     WebSocketsSansIOProtocol.handle_parser_exception = handle_parser_exception  # type: ignore[method-assign]  # the patch
     WebSocketsSansIOProtocol.run_asgi = run_asgi  # type: ignore[method-assign]  # the patch
     WebSocketsSansIOProtocol.data_received = data_received  # type: ignore[method-assign]  # the patch
+    HttpToolsProtocol.handle_websocket_upgrade = handle_websocket_upgrade  # type: ignore[method-assign]  # the patch
     WebSocketsSansIOProtocol.retrochat_patched = True  # type: ignore[attr-defined]  # our marker
 
 

@@ -324,3 +324,23 @@ async def test_connection_limit_counts_per_user(ada, settings):
     async with connected(key), connected(bob_key) as bob:
         await bob.assert_alive()
 
+
+
+# --- what a disconnect costs ----------------------------------------------------------------
+
+
+async def test_a_disconnect_leaves_the_realtime_database_connection_open(ada):
+    """Channels' websocket_disconnect closed "old" database connections on the thread that is also
+    the realtime database thread (realtime/db.py): every disconnect made the next subscribe connect
+    to the database again."""
+    from django.db import connection
+
+    from realtime.db import realtime_db
+
+    user, key = ada
+    room = await sync(factories.make_room)(user, "kept")
+    async with connected(key) as socket:
+        await socket.subscribe(f"room:{room.pk}")  # opens the realtime thread's connection if needed
+        before = await realtime_db(lambda: connection.connection)()
+    after = await realtime_db(lambda: connection.connection)()
+    assert before is not None and after is before
