@@ -303,6 +303,19 @@ def hold_and_measure_rss(server: Server, count: int) -> dict[str, Any]:
             "kib_per_connection": (after - before) / max(1, count)}
 
 
+def wait_until_idle(server: Server, timeout_s: float = 15.0) -> None:
+    """Before a measurement: wait until the server has finished the previous one (the sockets a load
+    generator dropped as it exited are still being closed for a while at 5,000 subscribers), i.e.
+    until it uses under 5 % of a core over 0.2 s, or `timeout_s` has passed. The same for every server."""
+    assert server.process is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = cpu_seconds(server.process.pid)
+        time.sleep(0.2)
+        if cpu_seconds(server.process.pid) - before < 0.01:
+            return
+
+
 def measure(server: Server, burst_deliveries: int, hold_count: int) -> dict[str, Any]:
     result: dict[str, Any] = {"burst": {}, "latency": {}}
     # Memory first, on a fresh process: Python keeps freed memory, so after other runs the
@@ -311,12 +324,15 @@ def measure(server: Server, burst_deliveries: int, hold_count: int) -> dict[str,
     print(f"  {server.name} memory: {result['memory']['kib_per_connection']:.1f} KiB/connection", flush=True)
     for subscribers in SUBSCRIBER_COUNTS:
         messages = max(5, burst_deliveries // subscribers)
+        wait_until_idle(server)
         burst = result["burst"][subscribers] = burst_with_cpu(server, clients=subscribers, messages=messages, concurrency=4)
         cpu = burst["cpu_us_per_delivery"]
         print(f"  {server.name} burst {subscribers}: {burst['deliveries_per_second']:.0f}/s, "
               f"{'—' if cpu is None else f'{cpu:.1f}'} µs CPU/delivery, {burst['lost']} lost", flush=True)
+        wait_until_idle(server)
         result["latency"][subscribers] = loadgen(server.config, mode="latency", clients=subscribers, rate=LATENCY_RATE, duration_s=LATENCY_SECONDS)
         print(f"  {server.name} latency {subscribers}: p99 {result['latency'][subscribers]['p99_ms']:.1f} ms", flush=True)
+    wait_until_idle(server)
     result["connect"] = loadgen({**server.config, "subscribe": False}, mode="connect", clients=CONNECT_COUNT, concurrency=100)
     print(f"  {server.name} connect: {result['connect']['connections_per_second']:.0f}/s", flush=True)
     return result
