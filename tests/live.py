@@ -1,7 +1,8 @@
 """Real server processes for live tests: `python -m retrochat.serve` (uvicorn, or daphne with RETROCHAT_SERVER) on a free port.
 
 The server shares the test database (a file for SQLite, the test database for PostgreSQL) and,
-when REDIS_URL is set, Redis. Tests talk to it only as clients do: real HTTP and a real WebSocket
+when REDIS_URL is set, Redis, and runs with the suite's settings (tests/settings.py: the project's,
+with the suite's password hasher, so that the users a test makes sign in). Tests talk to it only as clients do: real HTTP and a real WebSocket
 client (`websockets`). Every server is stopped, its whole process group, when its fixture ends.
 """
 import asyncio
@@ -83,8 +84,10 @@ def server_database_url() -> str:
 class LiveServer:
     def __init__(self, **env: str) -> None:
         self.port = free_port()
-        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "DATABASE_URL": server_database_url(), **env}
-        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.env = {
+            **os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "DATABASE_URL": server_database_url(),
+            "DJANGO_SETTINGS_MODULE": "tests.settings", **env,
+        }
         self.process: subprocess.Popen | None = None
         self.log_file = tempfile.NamedTemporaryFile(prefix="retrochat-server-", suffix=".log", delete=False)
 

@@ -1,5 +1,6 @@
-"""The settings of the test suite (pytest.ini): the project's own, retrochat/settings.py, read from the
-same environment, after one change to that environment.
+"""The settings of the test suite (pytest.ini) and of the servers it starts (tests/live.py): the
+project's own, retrochat/settings.py, read from the same environment, after one change to that
+environment, and with a fast password hasher.
 
 Under pytest-xdist (`make test` runs the suite on several workers) each worker gets Redis of its
 own, so that workers running at once never see each other's events, presence or throttle counts:
@@ -32,3 +33,8 @@ if _WORKER and os.environ.get("REDIS_URL") and os.environ.get(_MARK) != _WORKER:
     os.environ[_MARK] = _WORKER
 
 from retrochat.settings import *  # noqa: E402,F403
+
+# Django's advice for tests: the default (PBKDF2, a million rounds) took a third of a second per
+# password set or checked, most of the CPU of the tests that sign in or run `demo`. How a password
+# is hashed is Django's; the suite tests who may sign in and what a password change ends.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
