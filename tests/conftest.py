@@ -33,6 +33,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             pytest.exit(f"REDIS_URL={redis_url} is set but Redis does not answer: {exc}", returncode=3)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-django's and pytest's own orderings
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each file's tests together, the files marked slow first. pytest-xdist hands out whole files
+    in this order (pytest.ini), so the long ones start at once and the many short files fill in
+    around them, rather than one of them starting last while a worker idles."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    first: dict[Path, int] = {}
+    for index, item in enumerate(items):
+        first.setdefault(item.path, index)
+    items.sort(key=lambda item: (item.path not in slow, first[item.path]))
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """SQLite: a test database in a file (in memory when /dev/shm exists), so live server processes share it."""

@@ -35,6 +35,8 @@ from tests import factories
 from tests.live import ROOT, LiveServer
 from users import services as user_services
 
+pytestmark = pytest.mark.slow
+
 ECHO_BOT = ROOT / "clients" / "python" / "examples" / "echo_bot.py"
 WAIT = 15.0  # deadline for conditions that span a server restart
 # Reconnecting within half a second of a restart rather than up to 1, 2, 4 s later (full jitter);

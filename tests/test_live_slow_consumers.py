@@ -15,6 +15,8 @@ from tests.pressure import SERVERS, flood, metric, pressure_server, wait_for_met
 from tests.raw_websocket import OP_TEXT, RawWebSocket, Received
 from tests.support import TIMESTAMP, error_frame
 
+pytestmark = pytest.mark.slow
+
 SLOW_RECEIVE_BUFFER = 4096
 # The byte limit of the servers that close by bytes, a quarter of the default, and a flood that
 # leaves about three times that queued past the buffers a peer that does not read still fills

@@ -21,6 +21,8 @@ from retrochat import metrics
 from tests import factories
 from tests.live import ROOT, LiveServer, free_port, recv_json, request_reply, server_database_url
 
+pytestmark = pytest.mark.slow
+
 PUBLISHED = 'retrochat_events_published_total{type="message:new"}'
 
 
