@@ -48,8 +48,12 @@ soak: $(BIN)/.installed
 	DATABASE_URL=$(SOAK_DATABASE_URL) $(BIN)/python manage.py migrate --noinput -v0
 	SOAK_DATABASE_URL=$(SOAK_DATABASE_URL) $(BIN)/python -m soak.run
 
+# The suite on TEST_WORKERS pytest-xdist processes (`make test TEST_WORKERS=0`: one process, as plain
+# pytest runs it). Each file's tests stay on one worker (pytest.ini); tests/settings.py gives each
+# worker Redis of its own, tests/live.py its own ports.
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # mypy with the Django and DRF plugins over the project's packages (mypy.ini).
 typecheck: $(BIN)/.installed

@@ -1,13 +1,15 @@
 """Real server processes for live tests: `python -m retrochat.serve` (uvicorn, or daphne with RETROCHAT_SERVER) on a free port.
 
 The server shares the test database (a file for SQLite, the test database for PostgreSQL) and,
-when REDIS_URL is set, Redis. Tests talk to it only as clients do: real HTTP and a real WebSocket
+when REDIS_URL is set, Redis, and runs with the suite's settings (tests/settings.py: the project's,
+with the suite's password hasher, so that the users a test makes sign in). Tests talk to it only as clients do: real HTTP and a real WebSocket
 client (`websockets`). Every server is stopped, its whole process group, when its fixture ends.
 """
 import asyncio
 import itertools
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,10 +34,42 @@ SILENCE_SECONDS = 0.3  # for proving that nothing arrives, where no sentinel can
 _sentinel_rooms = itertools.count(1)
 
 
-def free_port() -> int:
+# Ports for the servers and proxies of tests: below the kernel's ephemeral range (32768 and up on
+# Linux), so that no outgoing connection takes a server's port while it restarts (it keeps its
+# port), and one block of them per pytest-xdist worker, so that workers never pick the same one.
+TEST_PORTS = range(20000, 32000)
+_port_cursor: "itertools.count[int] | None" = None
+
+
+def _worker_ports() -> range:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    size = len(TEST_PORTS) // workers
+    return range(TEST_PORTS.start + worker * size, TEST_PORTS.start + (worker + 1) * size)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(count: int = 1) -> int:
+    """The first of `count` consecutive free ports of this worker's block. Each call moves on (from
+    a random place, so that two runs of the suite at once rarely meet), so servers made one after
+    the other, before any of them has started, get different ports."""
+    global _port_cursor
+    block = _worker_ports()
+    if _port_cursor is None:
+        _port_cursor = itertools.count(random.randrange(len(block)))
+    for _ in range(len(block)):
+        first = block.start + next(_port_cursor) % (len(block) - count + 1)
+        if all(_bindable(port) for port in range(first, first + count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports in {block}")
 
 
 def server_database_url() -> str:
@@ -50,8 +84,10 @@ def server_database_url() -> str:
 class LiveServer:
     def __init__(self, **env: str) -> None:
         self.port = free_port()
-        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "DATABASE_URL": server_database_url(), **env}
-        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.env = {
+            **os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "DATABASE_URL": server_database_url(),
+            "DJANGO_SETTINGS_MODULE": "tests.settings", **env,
+        }
         self.process: subprocess.Popen | None = None
         self.log_file = tempfile.NamedTemporaryFile(prefix="retrochat-server-", suffix=".log", delete=False)
 

@@ -3,17 +3,16 @@ the service off (`down()`: every connection is dropped and new ones are refused)
 back (`up()`), as a restart or an outage would, without touching the real service that the rest
 of the suite uses. Runs its own event loop in a thread; `close()` stops it and frees the port."""
 import asyncio
-import socket
 import threading
 from typing import Any
+
+from tests.live import free_port
 
 
 class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="tcp-proxy", daemon=True)
         self.server: asyncio.Server | None = None

@@ -35,8 +35,13 @@ from tests import factories
 from tests.live import ROOT, LiveServer
 from users import services as user_services
 
+pytestmark = pytest.mark.slow
+
 ECHO_BOT = ROOT / "clients" / "python" / "examples" / "echo_bot.py"
 WAIT = 15.0  # deadline for conditions that span a server restart
+# Reconnecting within half a second of a restart rather than up to 1, 2, 4 s later (full jitter);
+# the backoff itself has its own test.
+QUICK_RECONNECT = {"backoff_base": 0.1, "backoff_cap": 0.5}
 
 
 @pytest.fixture
@@ -50,9 +55,24 @@ def world(transactional_db):
     )
 
 
+@pytest.fixture(scope="module")
+def _restartable_server(django_db_setup, django_db_blocker):
+    with LiveServer(RETROCHAT_WRITE_THROTTLE="off") as server:
+        yield server
+
+
+@pytest.fixture
+def restartable(_restartable_server):
+    """The module's server that tests stop and restart (with the default settings): running when a
+    test starts, even if the one before failed while it was stopped."""
+    if _restartable_server.process is None or _restartable_server.process.poll() is not None:
+        _restartable_server.start()
+    return _restartable_server
+
+
 @pytest.fixture
 def own_server(django_db_setup, django_db_blocker):
-    """A server of this test's own, to restart, stop or freeze; `own_server(**env)` starts it."""
+    """A server of this test's own, with settings of its own or to freeze; `own_server(**env)` starts it."""
     servers: list[LiveServer] = []
 
     def start(**env: str) -> LiveServer:
@@ -152,11 +172,11 @@ async def test_subscribe_errors_carry_the_servers_code(server, world):
         assert client.state is ConnectionState.CONNECTED
 
 
-async def test_resubscribes_and_recovers_after_a_restart(own_server, world):
-    server = own_server()
+async def test_resubscribes_and_recovers_after_a_restart(restartable, world):
+    server = restartable
     channel = f"room:{world.room.pk}"
     changes: list[StateChange] = []
-    async with Client(server.ws_url, api_key=world.key, on_state=changes.append) as client:
+    async with Client(server.ws_url, api_key=world.key, on_state=changes.append, **QUICK_RECONNECT) as client:
         sub = await client.subscribe(channel)
         start = sub.position
         await asyncio.to_thread(server.stop)  # SIGTERM: the server closes every socket with 1012
@@ -174,8 +194,8 @@ async def test_resubscribes_and_recovers_after_a_restart(own_server, world):
     assert states_of(changes)[-2:] == [(ConnectionState.CONNECTED, None), (ConnectionState.CLOSED, None)]
 
 
-async def test_a_restart_mid_stream_loses_no_event(own_server, world):
-    server = own_server()
+async def test_a_restart_mid_stream_loses_no_event(restartable, world):
+    server = restartable
     channel = f"room:{world.room.pk}"
     total = 40
     posted: list[str] = []
@@ -191,7 +211,7 @@ async def test_a_restart_mid_stream_loses_no_event(own_server, world):
                 except (urllib.error.URLError, ConnectionError):
                     time.sleep(0.05)
 
-    async with Client(server.ws_url, api_key=world.key) as client:
+    async with Client(server.ws_url, api_key=world.key, **QUICK_RECONNECT) as client:
         sub = await client.subscribe(channel, "message:new")
         start = sub.position
         received: list[Event] = []
@@ -225,7 +245,8 @@ async def test_a_gap_over_the_recovery_limit_says_not_recovered(own_server, worl
     server = own_server(RETROCHAT_RECOVERY_MAX_EVENTS="3")
     channel = f"room:{world.room.pk}"
     signals: list[tuple[Any, NotRecovered]] = []
-    async with Client(server.ws_url, api_key=world.key, on_not_recovered=lambda sub, nr: signals.append((sub, nr))) as client:
+    not_recovered = {"on_not_recovered": lambda sub, nr: signals.append((sub, nr)), **QUICK_RECONNECT}
+    async with Client(server.ws_url, api_key=world.key, **not_recovered) as client:
         sub = await client.subscribe(channel, "message")
         start = sub.position
         await asyncio.to_thread(server.stop)
@@ -266,8 +287,8 @@ async def test_an_unknown_key_never_connects(server, world):
     assert (raised.value.code, raised.value.close_code) == ("UNAUTHORIZED", 4001)
 
 
-async def test_a_token_provider_is_called_on_every_connect(own_server, world):
-    server = own_server()
+async def test_a_token_provider_is_called_on_every_connect(restartable, world):
+    server = restartable
     calls: list[int] = []
 
     async def token() -> str:
@@ -275,7 +296,7 @@ async def test_a_token_provider_is_called_on_every_connect(own_server, world):
         return world.key
 
     changes: list[StateChange] = []
-    async with Client(server.ws_url, token=token, on_state=changes.append) as client:
+    async with Client(server.ws_url, token=token, on_state=changes.append, **QUICK_RECONNECT) as client:
         assert len(calls) == 1
         await asyncio.to_thread(server.restart)
         await until(lambda: (ConnectionState.DISCONNECTED, 1012) in states_of(changes) and client.state is ConnectionState.CONNECTED)
@@ -361,8 +382,8 @@ def read_messages(server: LiveServer, room_id: int, key: str) -> list[str]:
     return [message["content"] for message in page["results"]]
 
 
-async def test_the_echo_bot_example_answers_across_a_restart(own_server, world):
-    server = own_server()
+async def test_the_echo_bot_example_answers_across_a_restart(restartable, world):
+    server = restartable
     bot = subprocess.Popen(
         [sys.executable, str(ECHO_BOT), "--url", server.http_url, "--room", str(world.room.pk)],
         env={**os.environ, "KEY": world.bob_key, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -11,9 +11,10 @@ from django.conf import settings
 from tests import factories
 from tests.live import LiveServer, assert_silent, recv_json, request_reply
 
-pytestmark = pytest.mark.skipif(
-    not settings.REDIS_URL, reason="needs REDIS_URL: processes share events and presence through Redis"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL: processes share events and presence through Redis"),
+]
 
 FAST_PRESENCE = {"RETROCHAT_PRESENCE_TTL": "3", "RETROCHAT_PRESENCE_SWEEP": "1", "RETROCHAT_WRITE_THROTTLE": "off"}
 

@@ -15,6 +15,8 @@ from tests import factories
 from tests.live import LiveServer, recv_json, request_reply, server_database_url
 from tests.proxy import TcpProxy
 
+pytestmark = pytest.mark.slow
+
 RECOVERY_SECONDS = 10
 
 

@@ -15,6 +15,8 @@ from tests import factories
 from tests.live import LiveServer, recv_close, recv_json
 from tests.support import TEXT
 
+pytestmark = pytest.mark.slow
+
 CHECKS_OK = {"database": "ok", "channel_layer": "ok", "shutdown": "not_started"}
 
 

@@ -30,6 +30,8 @@ from tests.live import (
 )
 from tests.support import TIMESTAMP, error_frame, pong_frame, subscribed_frame
 
+pytestmark = pytest.mark.slow
+
 ROOM_FILTERS = ["*", "message", "room", "message:new", "message:updated", "message:deleted", "room:updated", "room:deleted"]
 
 

@@ -31,6 +31,8 @@ from tests.proxy import TcpProxy
 from tests.support import message_data, subscribed_frame
 from tests.test_faults import _via_proxy
 
+pytestmark = pytest.mark.slow
+
 NO_THROTTLE = {"RETROCHAT_WRITE_THROTTLE": "off"}
 # The boundary test must never fall back to `recovered: false`: a client is never that far behind.
 GENEROUS_RETENTION = {"RETROCHAT_RECOVERY_MAX_EVENTS": "100000", "RETROCHAT_HISTORY_SIZE": "100000"}

@@ -17,6 +17,8 @@ from tests.test_live_hostile import assert_no_traceback
 from tests.support import error_frame, presence_frame
 from users import services as users
 
+pytestmark = pytest.mark.slow
+
 CONNECTION_LIMIT = 5
 RESET_POINTS = ["after the upgrade request", "after the 101", "after a ping", "after a ping and a subscribe"]
 

@@ -15,8 +15,15 @@ from tests.pressure import SERVERS, flood, metric, pressure_server, wait_for_met
 from tests.raw_websocket import OP_TEXT, RawWebSocket, Received
 from tests.support import TIMESTAMP, error_frame
 
+pytestmark = pytest.mark.slow
+
 SLOW_RECEIVE_BUFFER = 4096
-THREE_MB = 3 * 1024 * 1024
+# The byte limit of the servers that close by bytes, a quarter of the default, and a flood that
+# leaves about three times that queued past the buffers a peer that does not read still fills
+# (about 200 KiB: the kernel's send buffer, the server's transport buffer): as the default limit
+# and a 3 MiB flood did, in a third of the events.
+PENDING_LIMIT = {"RETROCHAT_MAX_PENDING_BYTES": str(256 * 1024)}
+FLOOD_BYTES = 1024 * 1024
 
 
 @pytest.fixture(params=SERVERS)
@@ -62,11 +69,11 @@ def assert_prefix_of(received: list[dict], flooded: list[str], *, at_least: int 
 
 
 async def test_a_slow_reader_is_closed_4008_while_another_users_events_flow(kind, people):
-    """A raw client with a 4 KiB receive buffer subscribed to a busy room never reads while 3 MB of
-    events flow: another user's events still arrive one by one, and the slow socket is closed with
+    """A raw client with a 4 KiB receive buffer subscribed to a busy room never reads while 1 MiB of
+    events flow (four times the byte limit): another user's events still arrive one by one, and the slow socket is closed with
     4008 (the close grace is long, so the error and the close frame wait for it to read again)."""
     channel = f"room:{people.room.pk}"
-    with pressure_server(kind, RETROCHAT_CLOSE_GRACE_SECONDS="30") as live:
+    with pressure_server(kind, RETROCHAT_CLOSE_GRACE_SECONDS="30", **PENDING_LIMIT) as live:
         async with AsyncExitStack() as stack:
             bob = await open_ready(stack, live, people.bob_key)
             bob_subscribed = await subscribe(bob, channel)
@@ -75,7 +82,7 @@ async def test_a_slow_reader_is_closed_4008_while_another_users_events_flow(kind
             assert subscribed == {"type": "subscribed", "channel": channel, "event": "*", "ref": "s",
                                   "offset": bob_subscribed["offset"], "epoch": bob_subscribed["epoch"]}
 
-            flooded = await flood(live, people.bob_key, people.room.pk, bob, bob_subscribed, THREE_MB)
+            flooded = await flood(live, people.bob_key, people.room.pk, bob, bob_subscribed, FLOOD_BYTES)
             assert await wait_for_metric(live, "retrochat_slow_consumer_closes_total", 1) == 1
 
             received: Received = await asyncio.to_thread(raw.read_until_ended, 15)
@@ -96,7 +103,7 @@ async def test_a_reader_that_never_reads_again_is_aborted_and_goes_offline(kind,
     """The same slow reader, with a 1 s close grace, never reads even its close: the server aborts
     the transport. Open connections return to the true number and the user goes offline."""
     channel = f"room:{people.room.pk}"
-    with pressure_server(kind, RETROCHAT_CLOSE_GRACE_SECONDS="1") as live:
+    with pressure_server(kind, RETROCHAT_CLOSE_GRACE_SECONDS="1", **PENDING_LIMIT) as live:
         async with AsyncExitStack() as stack:
             bob = await open_ready(stack, live, people.bob_key)
             bob_subscribed = await subscribe(bob, channel)
@@ -106,7 +113,7 @@ async def test_a_reader_that_never_reads_again_is_aborted_and_goes_offline(kind,
             stack.callback(raw.close)
             assert await recv_json(cy) == online_frame(people.ada.pk)
 
-            flooded = await flood(live, people.bob_key, people.room.pk, bob, bob_subscribed, THREE_MB)
+            flooded = await flood(live, people.bob_key, people.room.pk, bob, bob_subscribed, FLOOD_BYTES)
             assert await wait_for_metric(live, "retrochat_slow_consumer_closes_total", 1) == 1
             await wait_for_metric(live, "retrochat_connections_open", 2)  # bob and cy
             assert await recv_json(cy, timeout=10) == offline_frame(people.ada.pk)

@@ -4,7 +4,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,9 @@ from django.utils import timezone
 from realtime.models import StreamEvent
 from retrochat import metrics
 from tests import factories
-from tests.live import ROOT, LiveServer, recv_json, request_reply, server_database_url
+from tests.live import ROOT, LiveServer, free_port, recv_json, request_reply, server_database_url
+
+pytestmark = pytest.mark.slow
 
 PUBLISHED = 'retrochat_events_published_total{type="message:new"}'
 
@@ -171,20 +172,6 @@ async def test_each_process_exposes_its_own_counts(ada):
 
 
 # --- make cluster: multiprocess mode -------------------------------------------------------------
-def _two_free_ports() -> int:
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no two consecutive free ports")
-
-
 def _children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
@@ -203,7 +190,7 @@ def test_a_cluster_answers_for_all_its_live_processes_on_any_port(ada, tmp_path)
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_1.db").write_bytes(b"a previous run's file, unreadable: it must be removed at start")
-    port = _two_free_ports()
+    port = free_port(2)
     first, second = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
     env = {
         **os.environ, "HOST": "127.0.0.1", "PORT": str(port), "RETROCHAT_PROCESSES": "2",

@@ -38,9 +38,8 @@ describe("against one server", { timeout: 60000 }, () => {
   let server, aliceKey, bobKey, roomId;
 
   before(async () => {
-    server = await TestServer.create();
-    aliceKey = await server.userWithKey("alice");
-    bobKey = await server.userWithKey("bob");
+    server = await TestServer.create({}, ["alice", "bob"]);
+    ({ alice: aliceKey, bob: bobKey } = server.keys);
     roomId = await makeRoom(server, aliceKey, "lobby", [bobKey]);
   });
   after(() => server?.close());
@@ -134,9 +133,8 @@ describe("across a server restart", { timeout: 90000 }, () => {
   let server, aliceKey, bobKey, roomId;
 
   before(async () => {
-    server = await TestServer.create();
-    aliceKey = await server.userWithKey("alice");
-    bobKey = await server.userWithKey("bob");
+    server = await TestServer.create({}, ["alice", "bob"]);
+    ({ alice: aliceKey, bob: bobKey } = server.keys);
     roomId = await makeRoom(server, aliceKey, "restarts", [bobKey]);
   });
   after(() => server?.close());
@@ -186,10 +184,9 @@ describe("a server that stops answering", { timeout: 60000 }, () => {
   let server, proxy, aliceKey, bobKey, roomId;
 
   before(async () => {
-    server = await TestServer.create({ RETROCHAT_HEARTBEAT_INTERVAL: "1" });
+    server = await TestServer.create({ RETROCHAT_HEARTBEAT_INTERVAL: "1" }, ["alice", "bob"]);
     proxy = await FreezingProxy.create(server.port);
-    aliceKey = await server.userWithKey("alice");
-    bobKey = await server.userWithKey("bob");
+    ({ alice: aliceKey, bob: bobKey } = server.keys);
     roomId = await makeRoom(server, aliceKey, "silence", [bobKey]);
   });
   after(async () => {

@@ -1,8 +1,10 @@
 // A real RetroChat server for the client's tests: its own migrated SQLite database in a temporary
 // folder, users with API keys, and `python -m retrochat.serve` on a free port that can be stopped
 // and started again (same port, same database) to test reconnects. Always call `close()`.
+// Each database is a copy of one migrated once, users and keys made, by a single Python process
+// (`manage.py shell`) per set of users: each process costs a second or two of CPU to start Django.
 import { spawn, execFile } from "node:child_process";
-import { mkdtempSync, rmSync, openSync, closeSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, openSync, closeSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -14,8 +16,10 @@ export const ROOT = resolve(import.meta.dirname, "../../..");
 const PYTHON = process.env.RETROCHAT_PYTHON ?? join(ROOT, ".venv/bin/python");
 const START_TIMEOUT_MS = 30000;
 
-// Servers still running when this process ends (a test runner's timeout, Ctrl-C) are killed too.
+// Servers still running when this process ends (a test runner's timeout, Ctrl-C) are killed too,
+// and the template databases are removed.
 const running = new Set();
+const templateFolders = new Set();
 const killRunning = () => {
   for (const child of running) {
     try {
@@ -25,7 +29,10 @@ const killRunning = () => {
     }
   }
 };
-process.once("exit", killRunning);
+process.once("exit", () => {
+  killRunning();
+  for (const folder of templateFolders) rmSync(folder, { recursive: true, force: true });
+});
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.once(signal, () => {
     killRunning();
@@ -52,27 +59,65 @@ export async function waitFor(check, { timeoutMs = 10000, what = "a condition" }
   }
 }
 
+/** The environment of a server's Python processes: its own SQLite file, no Redis, the project's settings. */
+function serverEnv(databasePath, env = {}) {
+  const result = { ...process.env, DATABASE_URL: `sqlite:///${databasePath}`, RETROCHAT_WRITE_THROTTLE: "off", ...env };
+  delete result.DJANGO_SETTINGS_MODULE;
+  delete result.REDIS_URL; // the embedded default: its own database, its own process
+  return result;
+}
+
+const templates = new Map(); // JSON of the usernames → Promise of { path, keys }
+
+/** A migrated database with `usernames`, each with an API key (`createapikey USERNAME --create-user`): made once. */
+function template(usernames) {
+  const id = JSON.stringify(usernames);
+  if (!templates.has(id)) {
+    const folder = mkdtempSync(join(tmpdir(), "retrochat-js-template-"));
+    templateFolders.add(folder);
+    const path = join(folder, "db.sqlite3");
+    const code = [
+      "import io, json",
+      "from django.core.management import call_command",
+      "from django.db import connection",
+      'call_command("migrate", interactive=False, verbosity=0)',
+      "keys = {}",
+      `for name in ${id}:`, // a JSON list of strings is a Python list
+      "    out = io.StringIO()",
+      '    call_command("createapikey", name, create_user=True, stdout=out, stderr=io.StringIO())',
+      "    keys[name] = out.getvalue().strip().splitlines()[-1].strip()",
+      'connection.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")', // all of it in the file to copy
+      "connection.close()",
+      "print(json.dumps(keys))",
+    ].join("\n");
+    const made = run(PYTHON, ["manage.py", "shell", "-c", code], { cwd: ROOT, env: serverEnv(path) });
+    templates.set(id, made.then(({ stdout }) => ({ path, keys: JSON.parse(stdout.trim().split("\n").at(-1)) })));
+  }
+  return templates.get(id);
+}
+
 export class TestServer {
-  static async create(env = {}) {
+  /** A started server whose database has the users `usernames`, each with an API key: `server.keys[username]`. */
+  static async create(env = {}, usernames = []) {
     const server = new TestServer(env);
-    await server.#migrate();
-    server.port = await freePort();
-    await server.start();
+    try {
+      const { path, keys } = await template(usernames);
+      copyFileSync(path, server.databasePath);
+      server.keys = keys;
+      server.port = await freePort();
+      await server.start();
+    } catch (error) {
+      await server.close(); // no `after` hook can: the caller never gets the server
+      throw error;
+    }
     return server;
   }
 
   constructor(env) {
     this.folder = mkdtempSync(join(tmpdir(), "retrochat-js-"));
     this.logPath = join(this.folder, "server.log");
-    this.env = {
-      ...process.env,
-      DATABASE_URL: `sqlite:///${join(this.folder, "db.sqlite3")}`,
-      SECRET_KEY: randomBytes(32).toString("hex"),
-      RETROCHAT_WRITE_THROTTLE: "off",
-      ...env,
-    };
-    delete this.env.DJANGO_SETTINGS_MODULE;
-    delete this.env.REDIS_URL; // the embedded default: its own database, its own process
+    this.databasePath = join(this.folder, "db.sqlite3");
+    this.env = serverEnv(this.databasePath, { SECRET_KEY: randomBytes(32).toString("hex"), ...env });
     this.process = null;
   }
 
@@ -82,21 +127,6 @@ export class TestServer {
 
   get wsUrl() {
     return `ws://127.0.0.1:${this.port}/v1/realtime`;
-  }
-
-  async #manage(...args) {
-    const { stdout } = await run(PYTHON, ["manage.py", ...args], { cwd: ROOT, env: this.env });
-    return stdout;
-  }
-
-  async #migrate() {
-    await this.#manage("migrate", "--noinput", "-v0");
-  }
-
-  /** A new user (created if needed) and a fresh API key of theirs. */
-  async userWithKey(username) {
-    const output = await this.#manage("createapikey", username, "--create-user");
-    return output.trim().split("\n").at(-1).trim();
   }
 
   async start() {
