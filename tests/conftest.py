@@ -8,7 +8,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.conf import settings
+from django.db import connections
 from tests import factories
 from tests.live import LiveServer
 from tests.openapi import SchemaCheckedClient
@@ -52,6 +54,15 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     if database["ENGINE"].endswith("sqlite3"):
         folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
         database.setdefault("TEST", {})["NAME"] = str(folder / f"retrochat-test-{os.getpid()}.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's, plus: the realtime layer's database thread keeps its connections between
+    calls (realtime/db.py); they are closed before the test database is dropped, which PostgreSQL
+    refuses while a connection to it is open."""
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
 
 # Derived from the models alone (migrate makes them, post_migrate's only two receivers), changed by
