@@ -9,9 +9,10 @@ reach its sockets, so slow consumers cannot be aborted and protocol close codes 
 does not.
 
 - HOST, PORT (default 127.0.0.1:8000);
-- RETROCHAT_HEARTBEAT_INTERVAL (25 s): the server pings every socket that often;
-  RETROCHAT_HEARTBEAT_TIMEOUT (20 s): a peer that has not answered by then is disconnected, so a
-  silent peer is dropped within interval + timeout (+ 2 s of daphne's timer) < 60 s;
+- the settings' heartbeat (`heartbeat()`): the server pings every socket every
+  RETROCHAT_HEARTBEAT_INTERVAL seconds and disconnects a peer that has not answered within
+  RETROCHAT_HEARTBEAT_TIMEOUT, so a silent peer is dropped within interval + timeout (+ 2 s of
+  daphne's timer): under a minute with the defaults (retrochat/settings.py);
 - no maximum connection age (daphne's default closes every socket after a day);
 - the transport's message-size cap sits above RETROCHAT_MAX_FRAME_BYTES, so that an oversized frame
   reaches the application and is answered MESSAGE_TOO_LARGE (close 1009) instead of a bare close;
@@ -36,11 +37,17 @@ APPLICATION = "retrochat.asgi:application"
 
 
 def _settings() -> Any:
-    """The project's settings module, read as plain Python (the servers start before Django does):
-    one source for the defaults of the limits and heartbeats."""
-    from retrochat import settings
+    """The settings the server runs with (DJANGO_SETTINGS_MODULE, the project's by default), read
+    before Django starts: the one source of the heartbeat and the frame limit."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retrochat.settings")
+    from django.conf import settings
 
     return settings
+
+
+def heartbeat() -> tuple[int, int]:
+    """(RETROCHAT_HEARTBEAT_INTERVAL, RETROCHAT_HEARTBEAT_TIMEOUT) in seconds, for either server."""
+    return _settings().RETROCHAT_HEARTBEAT_INTERVAL, _settings().RETROCHAT_HEARTBEAT_TIMEOUT
 
 
 def transport_cap() -> int:
@@ -48,11 +55,12 @@ def transport_cap() -> int:
 
 
 def daphne_arguments() -> list[str]:
+    ping_interval, ping_timeout = heartbeat()
     return [
         "--bind", os.environ.get("HOST", "127.0.0.1"),
         "--port", os.environ.get("PORT", "8000"),
-        "--ping-interval", str(_settings().RETROCHAT_HEARTBEAT_INTERVAL),
-        "--ping-timeout", str(_settings().RETROCHAT_HEARTBEAT_TIMEOUT),
+        "--ping-interval", str(ping_interval),
+        "--ping-timeout", str(ping_timeout),
         "--websocket_timeout", "-1",
         "--websocket-max-message-size", str(transport_cap()),
         "--websocket-max-frame-size", str(transport_cap()),
@@ -137,6 +145,7 @@ def run_uvicorn() -> None:
 
     # On SIGTERM uvicorn sends every socket close 1012 and delivers websocket.disconnect, so each
     # consumer cleans up its presence; it waits up to 5 s for them before cancelling.
+    ping_interval, ping_timeout = heartbeat()
     config = uvicorn.Config(
         APPLICATION,
         host=os.environ.get("HOST", "127.0.0.1"),
@@ -144,8 +153,8 @@ def run_uvicorn() -> None:
         loop="uvloop",
         http="httptools",
         ws="websockets-sansio",
-        ws_ping_interval=_settings().RETROCHAT_HEARTBEAT_INTERVAL,
-        ws_ping_timeout=_settings().RETROCHAT_HEARTBEAT_TIMEOUT,
+        ws_ping_interval=ping_interval,
+        ws_ping_timeout=ping_timeout,
         ws_max_size=transport_cap(),
         # No permessage-deflate: browsers offer it, and it would compress every frame once per
         # recipient (the hub writes one pre-encoded text to many sockets) and keep a zlib context

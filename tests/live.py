@@ -220,17 +220,6 @@ async def send_json(ws: ClientConnection, frame: Any) -> None:
     await ws.send(json.dumps(frame))
 
 
-async def request_when_allowed(ws: ClientConnection, frame: dict[str, Any], timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
-    """Send `frame` until the connection's rate limit lets it through; the reply (a condition with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        reply = await request_reply(ws, frame)
-        if not (reply.get("type") == "error" and reply.get("code") == "RATE_LIMITED"):
-            return reply
-        assert time.monotonic() < deadline, "the rate limit never let a frame through"
-        await asyncio.sleep(0.05)
-
-
 async def request_reply(ws: ClientConnection, frame: Any) -> dict[str, Any]:
     await send_json(ws, frame)
     return await recv_json(ws)

@@ -4,9 +4,11 @@ Matchers stand for values a test cannot know (a server clock reading, an offset,
 message) while the rest of a frame is compared exactly with `==`. Builders read the row from the
 database and build the expected payload here, never with the code under test.
 """
+import asyncio
 import json
 import re
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, Callable
@@ -78,18 +80,31 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def message_data(message: Any) -> dict[str, Any]:
-    """A message as stored now, in the shape REST answers and `message:new`/`message:updated` carry."""
-    message = type(message).objects.get(pk=message.pk)
+def message_identity(message: Any) -> dict[str, str]:
+    """A message row's `id`, `room_id` or `conversation_id`, and `user_id` (from the instance alone:
+    it may have been read before it was deleted)."""
     where = (
         {"room_id": f"room_{message.room_id}"} if message.room_id is not None
         else {"conversation_id": f"conv_{message.conversation_id}"}
     )
+    return {"id": f"msg_{message.pk}", **where, "user_id": f"user_{message.author_id}"}
+
+
+def message_data(message: Any) -> dict[str, Any]:
+    """A message as stored now, in the shape REST answers and `message:new`/`message:updated` carry."""
+    message = type(message).objects.get(pk=message.pk)
     return {
-        "id": f"msg_{message.pk}", **where, "user_id": f"user_{message.author_id}", "content": message.content,
+        **message_identity(message), "content": message.content,
         "created_at": iso(message.created_at), "updated_at": iso(message.updated_at),
         "edited_at": iso(message.edited_at) if message.edited_at else None,
     }
+
+
+def message_deleted_data(message: Mapping[str, Any]) -> dict[str, Any]:
+    """The data of `message:deleted`: the deleted message's identity, from `message_identity` or from
+    the message as REST returned it, and when."""
+    identity = ("id", "room_id", "conversation_id", "user_id")
+    return {**{key: message[key] for key in identity if key in message}, "deleted_at": TIMESTAMP}
 
 
 def room_data(room: Any) -> dict[str, Any]:
@@ -168,11 +183,7 @@ def message_frame(message: Any, event_type: str = "message:new", **position: Any
 
 def message_deleted_frame(message: Any, **position: Any) -> dict[str, Any]:
     """The `message:deleted` frame of a message (the instance as read before it was deleted)."""
-    where = (
-        {"room_id": f"room_{message.room_id}"} if message.room_id is not None
-        else {"conversation_id": f"conv_{message.conversation_id}"}
-    )
-    data = {"id": f"msg_{message.pk}", **where, "user_id": f"user_{message.author_id}", "deleted_at": TIMESTAMP}
+    data = message_deleted_data(message_identity(message))
     return {"type": "message:deleted", "channel": message_channel(message), **position, "data": data}
 
 
@@ -182,6 +193,34 @@ def room_updated_frame(room: Any, **position: Any) -> dict[str, Any]:
 
 def room_deleted_frame(channel: str, room_pk: int, reason: str, **position: Any) -> dict[str, Any]:
     return {"type": "room:deleted", "channel": channel, **position, "data": {"id": f"room_{room_pk}", "reason": reason}}
+
+
+# --- sockets -------------------------------------------------------------------------------------
+
+
+async def assert_refused(socket: Any, code: str, close_code: int) -> dict[str, Any]:
+    """An in-process handshake (tests/realtime_client.py) accepted only to say why: one error frame
+    with `code`, then the close with `close_code`. The error frame."""
+    accepted, _ = await socket.open()
+    assert accepted
+    frame = await socket.receive()
+    assert frame == error_frame(code)
+    assert await socket.close_code() == close_code
+    return frame
+
+
+async def request_when_allowed(
+    request: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]], frame: dict[str, Any], timeout: float = 5.0
+) -> dict[str, Any]:
+    """`await request(frame)` (a socket's send-and-read-the-reply) again until the connection's rate
+    limit lets the frame through: its reply (a condition with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = await request(frame)
+        if not (reply.get("type") == "error" and reply.get("code") == "RATE_LIMITED"):
+            return reply
+        assert time.monotonic() < deadline, "the rate limit never let a frame through"
+        await asyncio.sleep(0.05)
 
 
 # --- capture at the publish boundary -------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from tests import factories
 from tests.live import Browser, assert_next_is_sentinel_elsewhere, assert_silent, open_ready, recv_json, request_reply, subscribe
-from tests.support import POSITION, TIMESTAMP, room_updated_data, subscribed_frame
+from tests.support import POSITION, TIMESTAMP, message_deleted_data, room_updated_data, subscribed_frame
 
 ROOT_PASSWORD = "correct horse battery staple 42"
 
@@ -33,11 +33,6 @@ def world(transactional_db):
         ada_key=factories.make_key(ada), bob_key=factories.make_key(bob), cy_key=factories.make_key(cy),
         room_channel=f"room:{room.pk}", conversation_channel=f"conversation:{conversation.pk}",
     )
-
-
-def deleted_data(body: dict, where: str) -> dict:
-    """The exact `data` of message:deleted for a message REST returned as `body`."""
-    return {"id": body["id"], where: body[where], "user_id": body["user_id"], "deleted_at": TIMESTAMP}
 
 
 async def test_room_message_new_updated_deleted_over_rest(server, world):
@@ -66,7 +61,7 @@ async def test_room_message_new_updated_deleted_over_rest(server, world):
         status, _ = await server.arequest("DELETE", f"/v1/messages/{created['id']}", world.ada_key)
         assert status == 204
         frames = [await recv_json(ws) for ws in (ada, bob)]
-        expected = {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "room_id")}
+        expected = {"type": "message:deleted", "channel": channel, **POSITION, "data": message_deleted_data(created)}
         assert frames == [expected, expected]
         assert frames[0]["data"]["deleted_at"] == frames[1]["data"]["deleted_at"]  # one event, encoded once
         await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada, bob)
@@ -96,7 +91,7 @@ async def test_conversation_message_events_over_rest(server, world):
         status, _ = await server.arequest("DELETE", f"/v1/messages/{created['id']}", world.ada_key)
         assert status == 204
         for ws in (ada, bob):
-            assert await recv_json(ws) == {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "conversation_id")}
+            assert await recv_json(ws) == {"type": "message:deleted", "channel": channel, **POSITION, "data": message_deleted_data(created)}
         await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada, bob)
 
 
@@ -125,7 +120,7 @@ async def test_message_edit_and_delete_through_the_admin(server, world):
 
         status, final_path, body = await asyncio.to_thread(browser.post, f"/admin/rooms/message/{pk}/delete/", {"post": "yes"})
         assert (status, final_path) == (200, "/admin/rooms/message/"), body[:3000]
-        assert await recv_json(ada) == {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "room_id")}
+        assert await recv_json(ada) == {"type": "message:deleted", "channel": channel, **POSITION, "data": message_deleted_data(created)}
         assert (await server.arequest("GET", f"/v1/messages/{created['id']}", world.ada_key))[0] == 404
         await assert_next_is_sentinel_elsewhere(server, world.ada_key, ada)
 
@@ -295,7 +290,7 @@ async def test_filters_select_what_a_socket_receives(server, world):
         all_events = [
             {"type": "message:new", "channel": channel, **POSITION, "data": created},
             {"type": "message:updated", "channel": channel, **POSITION, "data": updated},
-            {"type": "message:deleted", "channel": channel, **POSITION, "data": deleted_data(created, "room_id")},
+            {"type": "message:deleted", "channel": channel, **POSITION, "data": message_deleted_data(created)},
             {"type": "room:updated", "channel": channel, **POSITION, "data": room_updated_data(room_view)},
         ]
         assert [await recv_json(everything) for _ in all_events] == all_events

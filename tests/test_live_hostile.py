@@ -10,6 +10,7 @@ import socket
 import struct
 import time
 from contextlib import AsyncExitStack, suppress
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -24,11 +25,10 @@ from tests.live import (
     recv_close,
     recv_json,
     request_reply,
-    request_when_allowed,
     send_json,
     subscribe,
 )
-from tests.support import TIMESTAMP, error_frame, pong_frame, subscribed_frame
+from tests.support import TIMESTAMP, error_frame, pong_frame, request_when_allowed, subscribed_frame
 
 pytestmark = pytest.mark.slow
 
@@ -211,7 +211,7 @@ async def test_subscription_limit_is_exact(roomy_server, many_rooms):
         assert await subscribe(ws, channel, event, ref="new") == subscribed_frame(channel, event, ref="new")
         channel, event = pairs[151]
         assert await subscribe(ws, channel, event, ref="over") == error_frame("SUBSCRIPTION_LIMIT", "over")
-        listed = await request_when_allowed(ws, {"type": "list_subscriptions", "ref": "l"})
+        listed = await request_when_allowed(partial(request_reply, ws), {"type": "list_subscriptions", "ref": "l"})
         assert sum(len(entry["events"]) for entry in listed["subscriptions"]) == 100
         assert await request_reply(ws, {"type": "ping", "ref": "p"}) == pong_frame("p")
     assert_no_traceback(roomy_server, mark)
@@ -240,8 +240,8 @@ async def test_200_subscribes_in_a_row_at_the_default_rate(server, many_rooms):
                 assert reply == error_frame("SUBSCRIPTION_LIMIT", n)
         assert allowed >= 40  # at least the burst
         assert allowed < 200  # ...and the rate limit did drop frames
-        assert await request_when_allowed(ws, {"type": "ping", "ref": "p"}) == pong_frame("p")
-        listed = await request_when_allowed(ws, {"type": "list_subscriptions", "ref": "l"})
+        assert await request_when_allowed(partial(request_reply, ws), {"type": "ping", "ref": "p"}) == pong_frame("p")
+        listed = await request_when_allowed(partial(request_reply, ws), {"type": "list_subscriptions", "ref": "l"})
         assert sum(len(entry["events"]) for entry in listed["subscriptions"]) == min(allowed, 100)
     assert_no_traceback(server, mark)
 
@@ -271,7 +271,7 @@ async def test_1000_frames_in_one_second(server, target):
         # The burst, plus at most what the rate refilled while the frames were being handled.
         assert 40 <= answered <= 40 + 20 * elapsed + 1, (answered, elapsed)
         assert ws.close_code is None  # a one-second burst is not the sustained abuse that closes 4029
-        assert await request_when_allowed(ws, {"type": "ping", "ref": "after"}) == pong_frame("after")
+        assert await request_when_allowed(partial(request_reply, ws), {"type": "ping", "ref": "after"}) == pong_frame("after")
     assert_no_traceback(server, mark)
 
 

@@ -44,7 +44,8 @@ async def assert_revoked(ws, deadline: float = REVOCATION_DEADLINE) -> None:
     assert ws.close_code == 4001
 
 
-async def assert_refused(server, key: str) -> None:
+async def assert_key_refused(server, key: str) -> None:
+    """The key opens no socket (UNAUTHORIZED, then close 4001) and makes no REST call (401)."""
     async with server.connect(key) as ws:
         assert await recv_json(ws) == error_frame("UNAUTHORIZED")
         assert await recv_close(ws) == 4001
@@ -63,7 +64,7 @@ async def test_deleting_a_key_closes_every_socket_of_that_key_only(server, world
         await asyncio.gather(*(assert_revoked(ws) for ws in doomed))
         for ws in (survivor, bystander):  # the pong proves it: a close, sent in the same pass, would come first
             assert await request_reply(ws, {"type": "ping", "ref": "still here"}) == pong_frame("still here")
-        await assert_refused(server, world.target)
+        await assert_key_refused(server, world.target)
 
         # A key can revoke itself: its own socket closes too.
         status, _ = await server.arequest("DELETE", f"/v1/api-keys/{world.other_key_id}", world.other)
@@ -87,7 +88,7 @@ async def test_revoking_through_the_admin_action(server, world):
         assert world.target not in body
         await asyncio.gather(*(assert_revoked(ws) for ws in doomed))
         assert await request_reply(survivor, {"type": "ping", "ref": "p"}) == pong_frame("p")
-        await assert_refused(server, world.target)
+        await assert_key_refused(server, world.target)
 
 
 async def test_deactivating_a_user_through_the_admin_closes_all_their_sockets(server, world):
@@ -115,7 +116,7 @@ async def test_deactivating_a_user_through_the_admin_closes_all_their_sockets(se
         }
         assert await request_reply(watcher, {"type": "ping", "ref": "p"}) == pong_frame("p")
         for key in (world.target, world.other):
-            await assert_refused(server, key)
+            await assert_key_refused(server, key)
 
 
 def _deactivate_with_the_orm(user_id: int) -> None:
@@ -135,7 +136,7 @@ async def test_deactivating_a_user_with_the_orm_closes_all_their_sockets(server,
         await asyncio.to_thread(_deactivate_with_the_orm, world.ada.pk)
         await asyncio.gather(*(assert_revoked(ws) for ws in ada_sockets))
         assert await request_reply(bystander, {"type": "ping", "ref": "p"}) == pong_frame("p")
-        await assert_refused(server, world.other)
+        await assert_key_refused(server, world.other)
 
 
 async def test_an_expiring_key_closes_its_socket_when_it_expires(server, world):
@@ -148,7 +149,7 @@ async def test_an_expiring_key_closes_its_socket_when_it_expires(server, world):
         survivor = await open_ready(stack, server, world.other)
         await assert_revoked(ws, deadline=4.0)
         assert await request_reply(survivor, {"type": "ping", "ref": "p"}) == pong_frame("p")
-    await assert_refused(server, created["key"])
+    await assert_key_refused(server, created["key"])
 
 
 async def test_a_member_removed_from_a_private_room_is_unsubscribed(server, world):

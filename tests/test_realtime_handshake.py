@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from tests import factories
 from tests.realtime_client import bearer, connected, opened, sync
-from tests.support import error_frame
+from tests.support import assert_refused, error_frame
 from users import services as user_services
 from users.models import ApiKey, User
 
@@ -48,16 +48,6 @@ def _session_cookie(user: User) -> tuple[bytes, bytes]:
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     return (b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={session.session_key}".encode())
-
-
-async def assert_refused(socket, code: str, close_code: int) -> dict:
-    """The handshake is accepted only to say why: one error frame, then the close."""
-    accepted, _ = await socket.open()
-    assert accepted
-    frame = await socket.receive()
-    assert frame == error_frame(code)
-    assert await socket.close_code() == close_code
-    return frame
 
 
 # --- API key in the Authorization header ---------------------------------------------------

@@ -3,7 +3,6 @@
 (Frame size is in test_realtime_protocol.py, connections per user in test_realtime_handshake.py.)
 The token bucket itself, `realtime.limits.FrameRateLimiter`, is tested with a fake clock.
 """
-import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -13,7 +12,7 @@ from realtime.limits import ABUSE_SECONDS, FrameRateLimiter
 from rooms.models import Room
 from tests import factories
 from tests.realtime_client import FRAME_TIMEOUT, connected, sync
-from tests.support import POSITION, error_frame, pong_frame
+from tests.support import POSITION, error_frame, pong_frame, request_when_allowed
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,19 +38,8 @@ async def s() -> Setup:
     return await sync(_setup)()
 
 
-async def request_when_allowed(ws, frame: dict) -> dict:
-    """Send `frame` until the bucket has refilled enough to answer it (a condition with a deadline)."""
-    deadline = asyncio.get_running_loop().time() + FRAME_TIMEOUT
-    while True:
-        reply = await ws.request(frame)
-        if reply != error_frame("RATE_LIMITED", frame.get("ref")):
-            return reply
-        assert asyncio.get_running_loop().time() < deadline, "the rate limit never let a frame through"
-        await asyncio.sleep(0.05)
-
-
 async def wait_for_pong(ws) -> None:
-    assert await request_when_allowed(ws, {"type": "ping", "ref": "wait"}) == pong_frame("wait")
+    assert await request_when_allowed(ws.request, {"type": "ping", "ref": "wait"}, FRAME_TIMEOUT) == pong_frame("wait")
 
 
 # --- subscriptions per connection ------------------------------------------------------------
@@ -157,7 +145,7 @@ async def test_a_dropped_subscribe_subscribes_to_nothing(s, five_per_second):
         await ws.send({"type": "subscribe", "channel": channel, "ref": "dropped"})
         replies = [await ws.receive() for _ in range(6)]
         assert replies[-1] == error_frame("RATE_LIMITED", "dropped")
-        assert await request_when_allowed(ws, {"type": "list_subscriptions"}) == {
+        assert await request_when_allowed(ws.request, {"type": "list_subscriptions"}, FRAME_TIMEOUT) == {
             "type": "subscriptions",
             "subscriptions": [],
         }

@@ -14,7 +14,7 @@ from realtime import tokens
 from tests import factories
 from tests.openapi import SchemaCheckedClient
 from tests.realtime_client import opened, sync
-from tests.support import error_frame
+from tests.support import assert_refused, error_frame
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,13 +35,6 @@ def _token_for(user: User) -> str:
 @pytest.fixture
 async def ada() -> User:
     return await sync(factories.make_user)("ada")
-
-
-async def assert_refused(socket, code: str, close_code: int) -> None:
-    accepted, _ = await socket.open()
-    assert accepted
-    assert await socket.receive() == error_frame(code)
-    assert await socket.close_code() == close_code
 
 
 async def assert_connects_as(socket, user: User, subprotocol: str | None = "retrochat.v1") -> None:
