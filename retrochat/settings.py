@@ -251,6 +251,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Readiness reports each check as ok/failing: one schema enum for all of them, not one per check.
+    "ENUM_NAME_OVERRIDES": {"CheckStateEnum": "retrochat.api.views.CHECK_STATES"},
 }
 
 # --- Realtime limits ------------------------------------------------------------

@@ -3,12 +3,15 @@
 - a body nested too deeply to parse is 400 INVALID_JSON, one over DATA_UPLOAD_MAX_MEMORY_SIZE is
   413 PAYLOAD_TOO_LARGE; neither is an error of ours, so neither is logged with a traceback;
 - a write to an unknown /v1/ path is 404 NOT_FOUND, with or without a session cookie (no CSRF page);
-- a CSRF failure on a /v1/ path is 403 CSRF_FAILED.
+- a CSRF failure on a /v1/ path is 403 CSRF_FAILED;
+- a database that cannot be reached is 503 SERVICE_UNAVAILABLE (Retry-After: 5), a write the database
+  aborted for a concurrent one (deadlock, serialization failure) 503 with Retry-After: 1.
 """
 import json
 import logging
 
 import pytest
+from django.db import OperationalError
 from django.test import Client, RequestFactory
 
 from retrochat.api import errors
@@ -132,3 +135,35 @@ def test_csrf_failure_elsewhere_is_djangos_page():
 
 def test_csrf_failure_view_is_configured(settings):
     assert settings.CSRF_FAILURE_VIEW == "retrochat.api.errors.csrf_failure"
+
+
+def test_a_write_the_database_aborted_for_a_concurrent_one_is_503_with_a_short_retry(caplog):
+    """PostgreSQL's deadlock and serialization failures (SQLSTATE 40P01, 40001) roll back one of two
+    racing transactions: the database is up, and the write succeeds when sent again."""
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    try:
+        raise OperationalError("deadlock detected") from Deadlock("deadlock detected")
+    except OperationalError as exc:
+        response = errors.exception_handler(exc, {"view": None})
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert response.data == {
+        "code": "SERVICE_UNAVAILABLE",
+        "message": "The database aborted this write because of a concurrent one; nothing was saved; try again.",
+    }
+    assert no_error_logged(caplog)
+
+
+def test_a_database_that_cannot_be_reached_is_503_database_not_reachable():
+    try:
+        raise OperationalError("connection refused") from ConnectionRefusedError()
+    except OperationalError as exc:
+        response = errors.exception_handler(exc, {"view": None})
+    assert (response.status_code, response["Retry-After"]) == (503, "5")
+    assert response.data == {
+        "code": "SERVICE_UNAVAILABLE",
+        "message": "The database is not reachable; try again shortly.",
+    }

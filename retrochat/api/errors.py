@@ -83,6 +83,16 @@ def _api_exception_response(exc: exceptions.APIException) -> Response:
     return Response(error_body(code, text, details), status=exc.status_code, headers=headers)
 
 
+# PostgreSQL's "deadlock detected" and "could not serialize access": the server rolled the
+# transaction back to let a concurrent one go on. The database is up; only this write is lost, and
+# running it again succeeds (SQLite has no such errors: a writer waits for the database lock).
+CONCURRENT_WRITE_ABORTS = frozenset({"40P01", "40001"})
+
+
+def _aborted_by_a_concurrent_write(exc: OperationalError) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) in CONCURRENT_WRITE_ABORTS
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: map every exception to the error body and its status."""
     if isinstance(exc, Http404):
@@ -95,6 +105,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = PayloadTooLarge()
     if isinstance(exc, exceptions.APIException):
         return _api_exception_response(exc)
+    if isinstance(exc, OperationalError) and _aborted_by_a_concurrent_write(exc):
+        logger.warning("Database aborted a write (%s): answered 503, the client may retry", exc)
+        return Response(
+            error_body(
+                "SERVICE_UNAVAILABLE",
+                "The database aborted this write because of a concurrent one; nothing was saved; try again.",
+            ),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, OperationalError | InterfaceError):
         logger.error("Database unavailable: %s", exc.__class__.__name__, exc_info=exc)
         return Response(

@@ -19,6 +19,7 @@ from retrochat.api.errors import error_body
 logger = logging.getLogger("retrochat.health")
 
 CHECK_TIMEOUT_SECONDS = 2.0
+CHECK_STATES = ("ok", "failing")  # each readiness check's answer
 
 
 def check_database() -> bool:
@@ -106,8 +107,8 @@ class ReadinessView(APIView):
                     "checks": inline_serializer(
                         "ReadinessChecks",
                         {
-                            "database": serializers.ChoiceField(choices=["ok", "failing"]),
-                            "channel_layer": serializers.ChoiceField(choices=["ok", "failing"]),
+                            "database": serializers.ChoiceField(choices=CHECK_STATES),
+                            "channel_layer": serializers.ChoiceField(choices=CHECK_STATES),
                             "shutdown": serializers.ChoiceField(choices=["not_started", "in_progress"]),
                         },
                     ),
