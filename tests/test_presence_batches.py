@@ -42,7 +42,7 @@ async def test_concurrent_calls_share_round_trips(registry, monkeypatch):
     sizes: list[int] = []
     execute = batches._execute
 
-    async def counted(batch):  # type: ignore[no-untyped-def]
+    async def counted(batch):
         sizes.append(len(batch))
         return await execute(batch)
 

@@ -19,12 +19,12 @@ sio = socketio.AsyncServer(async_mode="asgi", client_manager=mgr)
 
 
 @sio.event
-async def subscribe(sid, channel):  # type: ignore[no-untyped-def]
+async def subscribe(sid, channel):
     await sio.enter_room(sid, channel)
     return {"type": "subscribed", "channel": channel}
 
 
-async def publish_app(scope, receive, send):  # type: ignore[no-untyped-def]
+async def publish_app(scope, receive, send):
     """`POST /publish/<channel>`: everything that is not socket.io."""
     if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/publish/"):
         await send({"type": "http.response.start", "status": 404, "headers": []})
