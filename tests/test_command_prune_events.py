@@ -1,4 +1,4 @@
-"""`manage.py prune_events` (SPEC §4 operator interface; retention of the event log)."""
+"""`manage.py prune_events` (the event log's retention, docs/deploy.md)."""
 import io
 from datetime import timedelta
 

@@ -1,4 +1,4 @@
-"""Liveness and readiness for orchestrators (SPEC §2 health rows): /v1/health/live answers while the
+"""Liveness and readiness for orchestrators: /v1/health/live answers while the
 process serves; /v1/health/ready also needs the database and the channel layer, and turns 503 as
 soon as a graceful shutdown begins, before the process closes its WebSockets."""
 import asyncio

@@ -1,4 +1,4 @@
-"""Lossless delivery against real server processes (SPEC §3.7), talked to as clients do.
+"""Lossless delivery against real server processes, talked to as clients do.
 
 - The replay/live boundary: writers commit thousands of events to one room while clients keep
   disconnecting and resubscribing with `since`; each client ends with every offset exactly once.

@@ -3,7 +3,7 @@
 Credentials are tried in this order: the `Authorization` header, the subprotocol pair
 `retrochat.v1, bearer.<key>`, then a Django session cookie from an Origin of this site. A refused
 handshake is accepted first, so that the client reads the reason: one error frame, then a close
-with the code of §3.4.
+with its close code (docs/realtime.md, "Errors and close codes").
 """
 from datetime import timedelta
 

@@ -1,4 +1,4 @@
-"""The client frames and their replies and every way a frame can be wrong (§3.4).
+"""The client frames and their replies and every way a frame can be wrong (docs/realtime.md).
 
 An error about one frame never closes the connection (except a frame over the size limit): each
 hostile-input test ends by proving that a `ping` still gets its `pong`.

@@ -1,4 +1,4 @@
-"""Missed-event recovery with `since` (SPEC §3.7), through the real ASGI application.
+"""Missed-event recovery with `since`, through the real ASGI application.
 
 Every expectation is an exact frame with an exact position: offsets and epochs are read from what
 the first connection received (or from the log), never matched loosely.
