@@ -73,11 +73,13 @@ def _room_presence_supported(server: LiveServer, key: str, room_id: int) -> bool
     return reply["type"] == "subscribed"
 
 
-def _sign_in(browser, server: LiveServer, username: str):
+def _sign_in(browser, server: LiveServer, username: str, not_found: list[str]):
+    """A signed-in page; every address it asks for that answers 404 goes to `not_found`."""
     from playwright.sync_api import expect
 
     page = browser.new_context().new_page()
     page.set_default_timeout(TIMEOUT_MS)
+    page.on("response", lambda response: response.status == 404 and not_found.append(response.url))
     page.goto(server.http_url + "/")
     expect(page).to_have_url(server.http_url + "/login/?next=/")
     page.get_by_label("Username").fill(username)
@@ -111,7 +113,8 @@ def test_two_users_chat_live_through_a_server_restart(world, live, room_presence
     from playwright.sync_api import expect
 
     server, room_id, cy_key = live, world["room_id"], world["cy_key"]
-    ada_page, bob_page = _sign_in(browser, server, "ada"), _sign_in(browser, server, "bob")
+    not_found: list[str] = []
+    ada_page, bob_page = _sign_in(browser, server, "ada", not_found), _sign_in(browser, server, "bob", not_found)
     for page in (ada_page, bob_page):
         page.get_by_role("button", name="# lounge").click()
         expect(page.get_by_role("heading", name="# lounge")).to_be_visible()
@@ -151,3 +154,4 @@ def test_two_users_chat_live_through_a_server_restart(world, live, room_presence
         expect(bob_page.locator("#online-list")).to_contain_text("Ada")
     else:  # a server without room presence: the page says so and everything else works
         expect(bob_page.locator("#presence-note")).to_be_visible()
+    assert not_found == []  # no missing asset, no request to an address the server does not have
