@@ -3,7 +3,10 @@
 Two users sign in at /login/ in two browser contexts and open the same room: one posts, edits and
 deletes, the other sees each change live; the server restarts, a third party posts right after,
 and the message arrives, nothing lost, while the connection indicator goes through reconnecting
-back to connected; and each sees the other in the room's online list.
+back to connected; and each sees the other in the room's online list. Then a direct conversation:
+one starts it by username (after the errors for a name and an id that do not exist), the other
+refreshes the list to see it (no event announces a new conversation, docs/clients.md), and
+messages, an edit and a deletion arrive live both ways.
 
 chromium is a test service: when RETROCHAT_TEST_SERVICES names `browser` (as .ci/run does) a
 missing chromium fails the run; elsewhere the test is skipped.
@@ -89,6 +92,32 @@ def _sign_in(browser, server: LiveServer, username: str, not_found: list[str]):
     return page
 
 
+# One page posts, edits or deletes; the other page's message list (`seen_by`) shows it live.
+
+def _send(page, text: str, seen_by) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("textbox", name="Message", exact=True).fill(text)
+    page.get_by_role("button", name="Send").click()
+    expect(seen_by).to_contain_text(text)
+
+
+def _edit(page, text: str, new_text: str, seen_by) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name=f"Edit message: {text}").click()
+    page.get_by_label("Edit message", exact=True).fill(new_text)  # not the other "Edit message: …" buttons
+    page.get_by_role("button", name="Save").click()
+    expect(seen_by.locator("li", has_text=new_text)).to_contain_text("(edited)")
+
+
+def _delete(page, text: str, seen_by) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name=f"Delete message: {text}").click()
+    expect(seen_by).not_to_contain_text(text)
+
+
 @pytest.fixture
 def world():
     """Users and a room, made before the browser starts (Playwright's sync API runs an event loop
@@ -121,17 +150,9 @@ def test_two_users_chat_live_through_a_server_restart(world, live, room_presence
         expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
     bob_messages = bob_page.get_by_role("list", name="Messages")
 
-    ada_page.get_by_role("textbox", name="Message", exact=True).fill("Hello Bob")
-    ada_page.get_by_role("button", name="Send").click()
-    expect(bob_messages).to_contain_text("Hello Bob")
-
-    ada_page.get_by_role("button", name="Edit message: Hello Bob").click()
-    ada_page.get_by_label("Edit message").fill("Hello Bob, edited")
-    ada_page.get_by_role("button", name="Save").click()
-    expect(bob_messages.locator("li", has_text="Hello Bob, edited")).to_contain_text("(edited)")
-
-    ada_page.get_by_role("button", name="Delete message: Hello Bob, edited").click()
-    expect(bob_messages).not_to_contain_text("Hello Bob")
+    _send(ada_page, "Hello Bob", seen_by=bob_messages)
+    _edit(ada_page, "Hello Bob", "Hello Bob, edited", seen_by=bob_messages)
+    _delete(ada_page, "Hello Bob, edited", seen_by=bob_messages)
 
     states: list[str] = []
     bob_page.expose_function("recordState", lambda state: states.append(state))
@@ -155,3 +176,43 @@ def test_two_users_chat_live_through_a_server_restart(world, live, room_presence
     else:  # a server without room presence: the page says so and everything else works
         expect(bob_page.locator("#presence-note")).to_be_visible()
     assert not_found == []  # no missing asset, no request to an address the server does not have
+
+
+def test_two_users_start_a_direct_conversation_and_chat_in_it_live(world, live, browser):
+    from playwright.sync_api import expect
+
+    not_found: list[str] = []
+    ada_page, bob_page = _sign_in(browser, live, "ada", not_found), _sign_in(browser, live, "bob", not_found)
+    for page in (ada_page, bob_page):
+        expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    ada_start, ada_error = ada_page.get_by_label("Message someone"), ada_page.locator("#conversations-error")
+
+    ada_start.fill("nobody")
+    ada_page.get_by_role("button", name="Start").click()
+    expect(ada_error).to_have_text('No user named "nobody" (a username, or an id such as user_12).')
+    ada_start.fill("user_999999")
+    ada_page.get_by_role("button", name="Start").click()
+    expect(ada_error).to_have_text("No user with id 'user_999999'. (VALIDATION_ERROR)")  # the API's own words
+
+    ada_start.fill("bob")
+    ada_page.get_by_role("button", name="Start").click()
+    expect(ada_page.get_by_role("heading", name="@ Bob")).to_be_visible()
+    expect(ada_error).to_be_hidden()
+    expect(ada_page.get_by_role("navigation", name="Direct messages").get_by_role("button", name="@ Bob")).to_be_visible()
+    expect(ada_page).to_have_url(re.compile(r"#conv_\d+$"))
+    ada_page.get_by_role("textbox", name="Message", exact=True).fill("Hi Bob, just us")
+    ada_page.get_by_role("button", name="Send").click()  # before Bob has the conversation open
+
+    bob_page.get_by_role("button", name="Refresh conversations").click()
+    bob_page.get_by_role("navigation", name="Direct messages").get_by_role("button", name="@ Ada").click()
+    expect(bob_page.get_by_role("heading", name="@ Ada")).to_be_visible()
+    ada_messages, bob_messages = ada_page.get_by_role("list", name="Messages"), bob_page.get_by_role("list", name="Messages")
+    expect(bob_messages).to_contain_text("Hi Bob, just us")
+
+    _send(bob_page, "Hi Ada", seen_by=ada_messages)
+    _send(ada_page, "Hello again", seen_by=bob_messages)
+    _edit(ada_page, "Hi Bob, just us", "Hi Bob, only us", seen_by=bob_messages)
+    _delete(bob_page, "Hi Ada", seen_by=ada_messages)
+    expect(ada_messages.locator("li")).to_have_count(2)
+    expect(bob_page.locator("#presence")).to_be_hidden()  # the online list is a room's, not a conversation's
+    assert not_found == []

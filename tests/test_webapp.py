@@ -86,6 +86,18 @@ def test_the_page_loads_the_app_as_a_module_and_sets_the_csrf_cookie(ada):
     assert "csrftoken" in response.cookies
 
 
+def test_the_page_lists_rooms_and_direct_messages_under_their_headings_with_a_labelled_start_form(ada):
+    client = Client()
+    client.force_login(ada)
+
+    body = client.get("/").content.decode()
+
+    assert '<nav class="rooms" aria-labelledby="rooms-heading">' in body
+    assert '<nav class="rooms" aria-labelledby="conversations-heading">' in body
+    assert '<h2 id="conversations-heading">Direct messages</h2>' in body
+    assert '<label for="new-conversation-user">Message someone</label>' in body
+
+
 def test_the_javascript_client_is_published_as_a_static_file_and_nothing_else_of_its_folder():
     assert finders.find("retrochat.js").endswith("clients/js/retrochat.js")
     assert finders.find("retrochat.d.ts").endswith("clients/js/retrochat.d.ts")

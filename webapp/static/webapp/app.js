@@ -18,6 +18,11 @@ const ui = {
   compose: $("compose"),
   composeText: $("compose-text"),
   roomError: $("room-error"),
+  conversationList: $("conversation-list"),
+  conversationsError: $("conversations-error"),
+  refreshConversations: $("refresh-conversations"),
+  startConversation: $("start-conversation"),
+  presence: $("presence"),
   online: $("online-list"),
   presenceNote: $("presence-note"),
 };
@@ -31,7 +36,9 @@ function csrfToken() {
 
 class ApiError extends Error {
   constructor(status, body) {
-    super(body?.message ?? `HTTP ${status}`);
+    // A validation error's message only says "see details": the details name what is wrong.
+    const details = body?.code === "VALIDATION_ERROR" && body.details ? Object.values(body.details).flat().join(" ") : "";
+    super(details || (body?.message ?? `HTTP ${status}`));
     this.status = status;
     this.code = body?.code;
   }
@@ -64,6 +71,13 @@ const nameWaiters = new Map();
 
 function nameOf(userId) {
   return names.get(userId) ?? userId;
+}
+
+/** A user's name that resolveNames fills in once known. */
+function nameTag(userId, className) {
+  const tag = Object.assign(document.createElement("span"), { className, textContent: nameOf(userId) });
+  tag.dataset.user = userId;
+  return tag;
 }
 
 async function resolveNames(userIds) {
@@ -104,37 +118,62 @@ client.on("error", (error) => {
   }
 });
 
-// --- rooms -----------------------------------------------------------------------------------
+// --- lists of rooms and conversations ----------------------------------------------------------
 
 const rooms = new Map(); // room id → room
-let current = null; // {room, messages: Subscription, activity: Subscription, older: url|null}
+const conversations = new Map(); // conversation id → conversation
+// The room or conversation on screen: {room | conversation, channel, path (its REST address),
+// messages: Subscription, activity: Subscription (rooms only), older: url|null}
+let current = null;
 
-async function loadRooms() {
+/** One page of a list (the first 100: enough for a person's rooms or conversations) into `map`. */
+async function loadInto(map, path, render, errorElement) {
   try {
-    const page = await api("GET", "/v1/rooms?limit=100");
-    rooms.clear();
-    for (const room of page.results) rooms.set(room.id, room);
-    renderRooms();
-    showError(ui.roomsError, null);
+    const page = await api("GET", path);
+    map.clear();
+    for (const item of page.results) map.set(item.id, item);
+    render();
+    showError(errorElement, null);
   } catch (error) {
-    showError(ui.roomsError, error);
+    showError(errorElement, error);
   }
+}
+
+const loadRooms = () => loadInto(rooms, "/v1/rooms?limit=100", renderRooms, ui.roomsError);
+const loadConversations = () => loadInto(conversations, "/v1/conversations?limit=100", renderConversations, ui.conversationsError);
+
+/** A list item whose button opens a room or conversation; `label`: the button's strings and nodes. */
+function openerItem(id, label, open) {
+  const item = document.createElement("li");
+  const button = Object.assign(document.createElement("button"), { type: "button" });
+  button.append(...label);
+  button.dataset.opens = id;
+  if ((current?.room ?? current?.conversation)?.id === id) button.setAttribute("aria-current", "true");
+  button.addEventListener("click", () => open(id));
+  item.append(button);
+  return item;
 }
 
 function renderRooms() {
   ui.roomList.replaceChildren(
     ...[...rooms.values()].map((room) => {
-      const item = document.createElement("li");
-      const button = document.createElement("button");
-      button.type = "button";
-      button.textContent = `# ${room.name}`;
-      button.dataset.room = room.id;
-      if (current?.room.id === room.id) button.setAttribute("aria-current", "true");
-      button.addEventListener("click", () => openRoom(room.id));
-      item.append(button);
+      const item = openerItem(room.id, [`# ${room.name}`], openRoom);
       if (!room.is_member) item.append(" ", Object.assign(document.createElement("span"), { className: "note", textContent: "(not joined)" }));
       return item;
     }),
+  );
+}
+
+// A conversation has two participants; one with myself is not allowed, but show it sanely anyway.
+const otherParticipant = (conversation) => conversation.participants.find((id) => id !== me) ?? me;
+
+/** "@ Name": the other participant, named once resolveNames knows them. */
+const conversationLabel = (conversation) => ["@ ", nameTag(otherParticipant(conversation), "person")];
+
+function renderConversations() {
+  resolveNames([...conversations.values()].map(otherParticipant));
+  ui.conversationList.replaceChildren(
+    ...[...conversations.values()].map((conversation) => openerItem(conversation.id, conversationLabel(conversation), openConversation)),
   );
 }
 
@@ -153,21 +192,65 @@ ui.createRoom.addEventListener("submit", async (event) => {
 });
 
 ui.join.addEventListener("click", async () => {
-  if (!current) return;
+  if (!current?.room) return;
   try {
-    await api("POST", `/v1/rooms/${current.room.id}/members`, {});
-    current.room = await api("GET", `/v1/rooms/${current.room.id}`);
+    await api("POST", `${current.path}/members`, {});
+    current.room = await api("GET", current.path);
     rooms.set(current.room.id, current.room);
     renderRooms();
-    renderRoomHeader();
+    renderHeader();
     restartPresence(); // a member now: the room's presence includes us
   } catch (error) {
     showError(ui.roomError, error);
   }
 });
 
-function renderRoomHeader() {
-  const { room } = current;
+// --- conversations -----------------------------------------------------------------------------
+
+ui.refreshConversations.addEventListener("click", loadConversations);
+
+ui.startConversation.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = ui.startConversation.elements.user;
+  try {
+    const userId = await userIdFor(input.value.trim().replace(/^@/, "")); // "@bob" works too
+    // Get or create: with someone I already talk to, the same conversation comes back (200).
+    const conversation = await api("POST", "/v1/conversations", { user_id: userId });
+    input.value = "";
+    conversations.set(conversation.id, conversation);
+    renderConversations();
+    showError(ui.conversationsError, null);
+    openConversation(conversation.id);
+  } catch (error) {
+    showError(ui.conversationsError, error);
+  }
+});
+
+/** A user id as typed (`user_12`, `12`), or the user whose username is `text` (exactly, else
+ * ignoring case): the API searches usernames and display names by substring, so it is picked here. */
+async function userIdFor(text) {
+  if (/^(user_)?\d+$/.test(text)) return text;
+  const page = await api("GET", `/v1/users?search=${encodeURIComponent(text)}&limit=100`);
+  const user =
+    page.results.find((candidate) => candidate.username === text) ??
+    page.results.find((candidate) => candidate.username.toLowerCase() === text.toLowerCase());
+  if (!user) throw new Error(`No user named "${text}" (a username, or an id such as user_12).`);
+  names.set(user.id, user.display_name || user.username);
+  return user.id;
+}
+
+// --- the open room or conversation -------------------------------------------------------------
+
+function renderHeader() {
+  const { room, conversation } = current;
+  ui.presence.hidden = !room; // who is online is a room's (a conversation has one other person)
+  if (conversation) {
+    ui.heading.replaceChildren(...conversationLabel(conversation));
+    ui.topic.textContent = "Direct conversation";
+    ui.join.hidden = true;
+    ui.compose.hidden = false;
+    return;
+  }
   ui.heading.textContent = `# ${room.name}`;
   ui.topic.textContent = room.topic;
   ui.join.hidden = room.is_member;
@@ -175,13 +258,26 @@ function renderRoomHeader() {
 }
 
 function openRoom(roomId) {
-  closeRoom();
   const room = rooms.get(roomId);
-  const channel = `room:${numericId(roomId)}`;
-  current = { room, channel, older: null, messages: client.subscribe(channel, "message"), activity: null };
-  history.replaceState(null, "", `#${roomId}`);
+  const subscription = openChat({ room, channel: `room:${numericId(roomId)}`, path: `/v1/rooms/${roomId}` });
+  subscription.on("room:updated", ({ data }) => Object.assign(room, data) && renderHeader());
+  restartPresence();
+}
+
+function openConversation(conversationId) {
+  const conversation = conversations.get(conversationId);
+  openChat({ conversation, channel: `conversation:${numericId(conversationId)}`, path: `/v1/conversations/${conversationId}` });
+}
+
+/** Shows `chat` ({room} or {conversation}, channel, path): its history, then its live messages. */
+function openChat(chat) {
+  closeChat();
+  const kind = chat.room ? "room" : "conversation";
+  current = { ...chat, older: null, messages: client.subscribe(chat.channel, "message"), activity: null };
+  history.replaceState(null, "", `#${(chat.room ?? chat.conversation).id}`);
   renderRooms();
-  renderRoomHeader();
+  renderConversations();
+  renderHeader();
   showError(ui.roomError, null);
   ui.messages.replaceChildren();
   messageElements.clear();
@@ -197,13 +293,12 @@ function openRoom(roomId) {
   subscription.on("message:new", ({ data }) => upsertMessage(data));
   subscription.on("message:updated", ({ data }) => upsertMessage(data));
   subscription.on("message:deleted", ({ data }) => removeMessage(data.id));
-  subscription.on("room:updated", ({ data }) => Object.assign(room, data) && renderRoomHeader());
   subscription.on("error", (error) => showError(ui.roomError, error));
-  subscription.on("unsubscribed", ({ reason }) => showError(ui.roomError, { message: `You no longer have access to this room (${reason}).` }));
-  restartPresence();
+  subscription.on("unsubscribed", ({ reason }) => showError(ui.roomError, { message: `You no longer have access to this ${kind} (${reason}).` }));
+  return subscription;
 }
 
-function closeRoom() {
+function closeChat() {
   if (!current) return;
   current.messages.unsubscribe();
   current.activity?.unsubscribe();
@@ -215,7 +310,7 @@ const isCurrent = (subscription) => current?.messages === subscription;
 
 async function loadNewest(subscription) {
   try {
-    const page = await api("GET", `/v1/rooms/${current.room.id}/messages?limit=50`);
+    const page = await api("GET", `${current.path}/messages?limit=50`);
     if (!isCurrent(subscription)) return;
     for (const message of page.results) upsertMessage(message);
     setOlder(page.next);
@@ -229,13 +324,13 @@ async function loadNewest(subscription) {
 async function catchUp(subscription) {
   try {
     const newest = Math.max(0, ...messageElements.keys());
-    let url = newest ? `/v1/rooms/${current.room.id}/messages?after=msg_${newest}&limit=100` : null;
+    let url = newest ? `${current.path}/messages?after=msg_${newest}&limit=100` : null;
     while (url && isCurrent(subscription)) {
       const page = await api("GET", url);
       for (const message of page.results) upsertMessage(message);
       url = page.next;
     }
-    const page = await api("GET", `/v1/rooms/${current.room.id}/messages?limit=50`);
+    const page = await api("GET", `${current.path}/messages?limit=50`);
     if (!isCurrent(subscription)) return;
     const seen = new Set(page.results.map((message) => numericId(message.id)));
     const oldest = Math.min(...seen);
@@ -284,8 +379,7 @@ function upsertMessage(message) {
 }
 
 function renderMessage(item, message) {
-  const author = Object.assign(document.createElement("span"), { className: "author", textContent: nameOf(message.user_id) });
-  author.dataset.user = message.user_id;
+  const author = nameTag(message.user_id, "author");
   const time = Object.assign(document.createElement("time"), {
     dateTime: message.created_at,
     textContent: new Date(message.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
@@ -349,7 +443,7 @@ ui.compose.addEventListener("submit", async (event) => {
   event.preventDefault();
   if (!current) return;
   try {
-    const message = await api("POST", `/v1/rooms/${current.room.id}/messages`, { content: ui.composeText.value });
+    const message = await api("POST", `${current.path}/messages`, { content: ui.composeText.value });
     ui.composeText.value = "";
     upsertMessage(message);
     showError(ui.roomError, null);
@@ -410,7 +504,17 @@ const myRooms = client.subscribe(`user:${numericId(me)}`, "room");
 myRooms.on("event", loadRooms);
 myRooms.on("refetch", loadRooms);
 
-await loadRooms();
+// No event announces a conversation someone else starts with me (the `user:{id}` channel carries
+// rooms only): the list is reloaded on every reconnect, when the tab comes back into view, and by
+// its Refresh button. Each conversation's own messages are live once it is open.
+let connects = 0;
+client.on("connected", () => ++connects > 1 && loadConversations()); // the first load is below
+document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && loadConversations());
+
+await Promise.all([loadRooms(), loadConversations()]);
+// The one the address names, else a room I am in, else any room, else a conversation.
 const wanted = location.hash.slice(1);
-const first = rooms.has(wanted) ? wanted : [...rooms.values()].find((room) => room.is_member)?.id ?? rooms.keys().next().value;
-if (first) openRoom(first);
+const firstRoom = rooms.has(wanted) ? wanted : [...rooms.values()].find((room) => room.is_member)?.id ?? rooms.keys().next().value;
+if (conversations.has(wanted)) openConversation(wanted);
+else if (firstRoom) openRoom(firstRoom);
+else if (conversations.size) openConversation(conversations.keys().next().value);
