@@ -31,7 +31,7 @@ from realtime.outbox import Outbox, wire_size, TransportControl
 from realtime.protocol import ClientFrame, ProtocolError
 from realtime.subscriptions import Frame, Subscriptions
 from realtime.transport import TRANSPORT_EXTENSION, websocket_text_frame
-from retrochat import ids, metrics
+from retrochat import ids, metrics, redis_config
 
 logger = logging.getLogger("retrochat.realtime")
 access_logger = logging.getLogger("retrochat.access")
@@ -91,6 +91,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.closing = False
         self.registered = False
+        self.presence_pending = False  # open, but not in the presence registry yet (Redis was away)
         self.cleaned_up = False
         self.subscriptions = Subscriptions()
         self.in_hub: set[Channel] = set()  # channels this connection follows through the hub
@@ -122,7 +123,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         connection_id = uuid.uuid4().hex
         # Registering and counting is one atomic step (one Lua script with Redis), so that the
         # per-user limit holds across processes and exactly one connection is the "first".
-        outcome = await presence.backend().open(user.pk, connection_id, settings.RETROCHAT_MAX_CONNECTIONS_PER_USER)
+        try:
+            outcome = await presence.backend().open(user.pk, connection_id, settings.RETROCHAT_MAX_CONNECTIONS_PER_USER)
+        except presence.UNREACHABLE as exc:
+            # Fail open: events reach this connection without Redis (the hub reads the event log),
+            # so an outage must not refuse it. Until the registry answers again it is not counted
+            # (the per-user limit does not see it) and the user does not show online because of
+            # it; the hub's presence round registers it then (Hub._register_pending_presence).
+            logger.warning(
+                "realtime: presence registry unreachable (%s): connection %s accepted unregistered",
+                exc.__class__.__name__, connection_id,
+            )
+            metrics.inc("retrochat_presence_unregistered_total")
+            outcome = presence.UNREGISTERED
         if outcome == presence.LIMIT_REACHED:
             self.fail(
                 protocol.CONNECTION_LIMIT,
@@ -137,9 +150,20 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             connection_id, user.pk, self.api_key_id, creds.session_key, creds.token_binding
         )
         self.registered = True  # from here on, clean-up closes the presence entry
-        self.hub: Hub = await get_hub()
-        self.hub.register(self)
+        self.presence_pending = outcome == presence.UNREGISTERED
         self.opened_at = time.monotonic()
+        try:
+            self.hub: Hub = await get_hub()
+        except redis_config.UNREACHABLE as exc:
+            # Only a process whose hub has not started yet, and whose channel layer is away: it was
+            # started during a Redis outage (and is not ready, /v1/health). One that was running when
+            # Redis went away keeps serving (events then come from the event log).
+            logger.warning("realtime: the channel layer is unreachable (%s); connection %s asked to try again later",
+                           exc.__class__.__name__, connection_id)
+            self.fail(protocol.INTERNAL_ERROR, "This server cannot reach its channel layer yet; try again shortly.",
+                      protocol.CLOSE_TRY_AGAIN_LATER)
+            return
+        self.hub.register(self)
         access_logger.info(
             "WS open %s user %s", connection_id, user.pk,
             extra={"event": "ws_open", "connection_id": connection_id, "user_id": user.pk,
@@ -199,8 +223,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             if not self.registered:
                 return
             self.registered = False
-            self.hub.unregister(self)
-            for channel in list(self.in_hub):
+            hub = getattr(self, "hub", None)  # None: the hub could not start (Redis away)
+            if hub is not None:
+                hub.unregister(self)
+            for channel in list(self.in_hub):  # only ever joined through the hub
                 try:
                     await self.hub.leave(channel, self)
                 except Exception:
@@ -209,7 +235,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             try:
                 if await presence.backend().close(self.user_id, self.connection_id):
                     await transitions.went_offline(self.user_id)
-            except Exception:  # Redis away: the sweep of another process takes the user offline
+            except presence.UNREACHABLE as exc:  # the sweep of a process that reaches Redis takes the user offline
+                logger.warning("realtime: presence clean-up failed for connection %s (%s)", self.connection_id, exc.__class__.__name__)
+            except Exception:
                 logger.exception("realtime: presence clean-up failed for connection %s", self.connection_id)
         finally:
             self.disconnected.set()  # graceful shutdown waits for this (realtime/shutdown.py)

@@ -38,12 +38,13 @@ from realtime.db import realtime_db
 from realtime.publish import CONTROL_GROUP, CONTROL_MESSAGE_TYPE, EVENT_MESSAGE_TYPE, event_message
 from realtime.subscriptions import Frame
 from realtime.transport import websocket_text_frame
-from retrochat import metrics
+from retrochat import metrics, redis_config
 
 logger = logging.getLogger("retrochat.realtime")
 
 RECEIVE_RETRY_SECONDS = 0.5
 FILL_BATCH = 500
+UNLIMITED = 2**31 - 1  # a connection limit that never refuses (for connections already open)
 FILL_CHUNK = 50  # events delivered between two yields to the event loop during a fill
 FILL_RETRY_SECONDS = 1.0
 # How long a message that arrived ahead of its turn waits for the ones before it before they are read
@@ -52,12 +53,15 @@ FILL_RETRY_SECONDS = 1.0
 # read on the realtime thread (a burst of REST writes saw a fill every ≈ 30 messages without it).
 REORDER_GRACE_SECONDS = 0.05
 GROUP_REASSERT_SECONDS = 300.0
+LAYER_TIMEOUT_SECONDS = 2.0  # a group join that takes longer is treated as a layer that cannot be reached
+LAYER_UNREACHABLE = redis_config.UNREACHABLE  # the channel layer's Redis cannot be reached
 
 
 class Connection(Protocol):
     user_id: int
     connection_id: str
     api_key_id: int | None
+    presence_pending: bool  # open, but not in the presence registry yet (it was unreachable)
     credentials: ConnectionCredentials
     disconnected: Flag
 
@@ -86,6 +90,7 @@ class StreamCursor:
         self.filling = False
         self.fill_failed_at = 0.0
         self.head_at_last_poll = 0  # the stream's head one poll ago: not delivered by now means lost
+        self.group_pending = False  # the layer could not be asked to join the group: asked again each poll
 
 
 class Hub:
@@ -107,7 +112,7 @@ class Hub:
                 return
             self.channel_name = await self.layer.new_channel(prefix="rc.hub.")
             cursor = self.cursors[streams.CONTROL_STREAM] = StreamCursor(streams.CONTROL_STREAM, None)
-            await self.layer.group_add(CONTROL_GROUP, self.channel_name)
+            await self._join_group(cursor)  # a process that starts during a Redis outage serves too
             self._start_cursor(cursor, (await realtime_db(streams.positions)([cursor.name])).get(cursor.name))
             metrics.registry.gauges["retrochat_connections_open"] = lambda: len(self.connections)
             metrics.registry.gauges["retrochat_subscriptions"] = lambda: sum(
@@ -133,6 +138,8 @@ class Hub:
             await asyncio.sleep(seconds)
             try:
                 await job()
+            except redis_config.UNREACHABLE as exc:  # an outage, said once per round without a traceback
+                logger.warning("hub: periodic %s failed: Redis unreachable (%s)", job.__name__, exc.__class__.__name__)
             except Exception:
                 logger.exception("hub: periodic %s failed", job.__name__)
 
@@ -173,8 +180,7 @@ class Hub:
         cursor = self.cursors[name] = StreamCursor(name, channel)
         cursor.members.add(connection)
         try:
-            async with self._membership_lock:
-                await self.layer.group_add(cursor.group, self.channel_name)
+            await self._join_group(cursor)
             # Read after joining the group: an event committed in between arrives live (and waits in
             # the backlog until the position is known) or is in the position read here.
             position = (await realtime_db(streams.positions)([name])).get(name)
@@ -185,6 +191,20 @@ class Hub:
                 del self.cursors[name]
             raise
         self._start_cursor(cursor, position)
+
+    async def _join_group(self, cursor: StreamCursor) -> None:
+        """Join the cursor's group on the channel layer. If the layer's Redis cannot be reached the
+        channel is followed anyway: its events come from the event log, read every poll
+        (`_catch_up`), and the group is asked for again each poll until the layer answers."""
+        try:
+            async with self._membership_lock:
+                await asyncio.wait_for(self.layer.group_add(cursor.group, self.channel_name), LAYER_TIMEOUT_SECONDS)
+            cursor.group_pending = False
+        except LAYER_UNREACHABLE as exc:
+            if not cursor.group_pending:
+                logger.warning("hub: joining %s on the channel layer failed (%s); following it through the event log", cursor.name, exc.__class__.__name__)
+                metrics.inc("retrochat_channel_layer_errors_total", 'operation="join"')
+            cursor.group_pending = True
 
     async def leave(self, channel: Channel, connection: Connection) -> None:
         name = str(channel)
@@ -347,6 +367,10 @@ class Hub:
             except Exception:
                 logger.exception("hub: checking the outbox of %s failed", connection.connection_id)
         ready = [c for c in self.cursors.values() if c.ready.is_set()]
+        for cursor in [c for c in ready if c.group_pending]:
+            await self._join_group(cursor)
+            if cursor.group_pending:
+                break  # the layer is still away: the next poll asks again
         heads = await realtime_db(streams.positions)([c.name for c in ready])
         for cursor in ready:
             head = heads.get(cursor.name)
@@ -406,12 +430,31 @@ class Hub:
     async def _maintain_presence(self) -> None:
         """Keep this process's connections alive in the registry; take dead processes' users offline."""
         backend = presence.backend()
+        await self._register_pending_presence(backend)
         now = time.monotonic()
         if now - self._presence_refreshed_at >= presence.refresh_seconds():
             await backend.refresh([(c.user_id, c.connection_id) for c in self.connections])
             self._presence_refreshed_at = now
         for user_id in await backend.sweep():
             await transitions.went_offline(user_id)
+
+    async def _register_pending_presence(self, backend: presence.LocalPresence | presence.RedisPresence) -> None:
+        """Register the connections accepted while the registry was unreachable, now that it may answer
+        (it raises otherwise, and the next round tries again). They are open already: no limit applies
+        to them. A connection that closed while it was being registered has its entry closed again, so
+        that it does not keep its user online until the entry expires."""
+        for connection in [c for c in self.connections if c.presence_pending]:
+            outcome = await backend.open(connection.user_id, connection.connection_id, UNLIMITED)
+            connection.presence_pending = False
+            if connection not in self.connections:  # closed meanwhile: its clean-up found no entry
+                last = await backend.close(connection.user_id, connection.connection_id)
+                # Online and offline again unseen when this entry made the user online; but if the
+                # user's other connections closed meanwhile (this entry kept the user online), the
+                # user is offline now.
+                if last and outcome != presence.WENT_ONLINE:
+                    await transitions.went_offline(connection.user_id)
+            elif outcome == presence.WENT_ONLINE:
+                await transitions.went_online(connection.user_id)
 
     async def _revalidate(self) -> None:
         """Close connections whose credentials no longer hold (revoked or expired key, inactive user,

@@ -44,6 +44,11 @@ def refresh_seconds() -> int:
 LIMIT_REACHED = -1  # the user already has the maximum number of connections; nothing registered
 ALREADY_ONLINE = 0
 WENT_ONLINE = 1  # the user's first connection anywhere
+UNREGISTERED = -2  # not answered by the registry (the consumer's fail-open); the hub registers it later
+
+# The registry could not be reached. Connections are not refused for it (realtime/consumer.py):
+# presence is the one thing an outage costs, not service.
+UNREACHABLE = redis_config.UNREACHABLE
 
 
 class LocalPresence:

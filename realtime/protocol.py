@@ -43,6 +43,7 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN_ORIGIN = 4003
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_RATE_LIMITED = 4029
+CLOSE_TRY_AGAIN_LATER = 1013  # this server cannot serve a connection now; another one, or later, may
 
 CLIENT_TYPES = ("subscribe", "unsubscribe", "list_subscriptions", "ping")
 

@@ -66,6 +66,11 @@ _COUNTERS = {
         Counter("retrochat_recoveries_total", "Subscribes with `since`, by outcome (recovered or not_recovered).", ["outcome"], registry=_registry),
         Counter("retrochat_events_replayed_total", "Missed events sent on subscribe with `since`.", registry=_registry),
         Counter("retrochat_gap_fills_total", "Times a process read missed events of a channel from the event log.", registry=_registry),
+        Counter(
+            "retrochat_presence_unregistered_total",
+            "Connections accepted while the presence registry (Redis) could not be reached; registered once it answers.",
+            registry=_registry,
+        ),
         Counter("retrochat_credential_revalidations_total", "Periodic re-validations of the credentials of every open connection.", registry=_registry),
         Counter(
             "retrochat_channel_layer_errors_total",

@@ -8,10 +8,17 @@
 - `REDIS_MAX_CONNECTIONS` (default 200): the size of each connection pool. redis-py's async pool
   raises MaxConnectionsError beyond it rather than waiting.
 """
+import asyncio
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from redis.exceptions import RedisError
+
 from retrochat.env import env_int, env_list, env_str
+
+# What a call to Redis (the project's clients or the channel layer's) raises when Redis is down,
+# restarting, or does not answer in time. Callers that keep serving through an outage catch these.
+UNREACHABLE = (RedisError, OSError, asyncio.TimeoutError)
 
 
 def sentinels() -> list[tuple[str, int]]:

@@ -82,7 +82,10 @@ def server_database_url() -> str:
 
 
 class LiveServer:
-    def __init__(self, **env: str) -> None:
+    def __init__(self, *, ready_path: str = "/v1/health", **env: str) -> None:
+        """`env`: settings for the server process. `ready_path`: what answers 200 once it serves
+        (/v1/health/live for a server whose readiness is expected to fail, Redis being away)."""
+        self.ready_path = ready_path
         self.port = free_port()
         self.env = {
             **os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "DATABASE_URL": server_database_url(),
@@ -109,7 +112,7 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"{self.http_url}/v1/health", timeout=2) as response:
+                with urllib.request.urlopen(f"{self.http_url}{self.ready_path}", timeout=2) as response:
                     if response.status == 200:
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):

@@ -27,11 +27,13 @@ def _via_proxy(url: str, proxy: TcpProxy) -> str:
     return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
 
 
-async def post_until_delivered(server: LiveServer, ws, ada: dict) -> dict:
-    """Post "after" through REST until the socket receives an event (Redis is back); that event."""
+async def post_until_delivered(server: LiveServer, ws, ada: dict, room=None) -> dict:
+    """Post "after" through REST (to Ada's room, or `room`) until the socket receives an event
+    (Redis is back); that event."""
+    room = room or ada["room"]
     deadline = time.monotonic() + RECOVERY_SECONDS
     while time.monotonic() < deadline:
-        status, _ = await server.arequest("POST", f"/v1/rooms/{ada['room'].pk}/messages", ada["key"], {"content": "after"})
+        status, _ = await server.arequest("POST", f"/v1/rooms/{room.pk}/messages", ada["key"], {"content": "after"})
         assert status == 201
         try:
             return await recv_json(ws, timeout=0.5)
@@ -85,6 +87,13 @@ async def test_events_flow_again_after_redis_restarts_and_the_unsent_one_comes_f
                     frame = await recv_json(ws)
 
 
+@pytest.fixture
+def bob(ada):
+    """Bob, with a room of Ada's he is a member of."""
+    bob = factories.make_user("bob")
+    return {"user": bob, "key": factories.make_key(bob), "room": factories.make_room(ada["user"], "lounge", members=(bob,))}
+
+
 @pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
 async def test_events_committed_while_redis_is_away_arrive_from_the_log_during_the_outage(ada):
     redis_url = urlsplit(settings.REDIS_URL)
@@ -102,6 +111,75 @@ async def test_events_committed_while_redis_is_away_arrive_from_the_log_during_t
                 proxy.up()
                 received = await post_until_delivered(server, ws, ada)
                 assert (received["type"], received["data"]["content"], received["offset"]) == ("message:new", "after", during["offset"] + 1)
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
+async def test_a_client_connecting_while_redis_is_away_is_served_and_shows_online_once_it_is_back(ada, bob):
+    """Presence is the one thing a Redis outage costs a running server: the connection is not
+    refused, follows a channel this process did not follow yet, gets what is committed meanwhile
+    (from the event log), and its user shows online once the registry answers."""
+    bob_key, room = bob["key"], bob["room"]
+    bob = bob["user"]
+
+    async def bob_status() -> str:
+        status, profile = await server.arequest("GET", f"/v1/users/{bob.pk}", ada["key"])
+        assert status == 200
+        return profile["status"]
+
+    async def wait_for_status(wanted: str) -> None:
+        deadline = time.monotonic() + RECOVERY_SECONDS
+        while await bob_status() != wanted:
+            assert time.monotonic() < deadline, f"bob never showed {wanted}"
+            await asyncio.sleep(0.2)
+
+    redis_url = urlsplit(settings.REDIS_URL)
+    with TcpProxy(redis_url.hostname, redis_url.port or 6379) as proxy:
+        with LiveServer(
+            REDIS_URL=_via_proxy(settings.REDIS_URL, proxy), RETROCHAT_WRITE_THROTTLE="off", RETROCHAT_PRESENCE_SWEEP="1"
+        ) as server:
+            async with server.connect(ada["key"]) as observer:  # the process's hub starts, Redis up
+                assert (await recv_json(observer))["type"] == "connected"
+                proxy.down()
+                async with server.connect(bob_key) as tab:
+                    assert (await recv_json(tab, timeout=RECOVERY_SECONDS))["type"] == "connected"
+                    reply = await request_reply(tab, {"type": "subscribe", "channel": f"room:{room.pk}", "event": "message:new"})
+                    assert reply["type"] == "subscribed"
+                    status, _ = await server.arequest("POST", f"/v1/rooms/{room.pk}/messages", ada["key"], {"content": "during"})
+                    assert status == 201
+                    during = await recv_json(tab, timeout=RECOVERY_SECONDS)
+                    assert (during["type"], during["data"]["content"], during["offset"]) == ("message:new", "during", reply["offset"] + 1)
+                    assert await bob_status() == "offline"  # the registry is away: nobody is known online
+                    proxy.up()
+                    await wait_for_status("online")
+                    received = await post_until_delivered(server, tab, ada, room)
+                    assert (received["type"], received["data"]["content"], received["offset"]) == ("message:new", "after", during["offset"] + 1)
+                await wait_for_status("offline")
+            await wait_for_log(server, "accepted unregistered")
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
+async def test_a_server_started_while_redis_is_away_asks_clients_to_try_again_later_until_it_is_back(ada):
+    """Its hub cannot start without the channel layer: it is not ready (/v1/health answers 503), and
+    a client that reaches it anyway gets INTERNAL_ERROR and 1013 (try again later), not a broken
+    socket; once Redis answers, the same client connects."""
+    redis_url = urlsplit(settings.REDIS_URL)
+    with TcpProxy(redis_url.hostname, redis_url.port or 6379) as proxy:
+        proxy.down()
+        with LiveServer(REDIS_URL=_via_proxy(settings.REDIS_URL, proxy), ready_path="/v1/health/live") as server:
+            status, _ = await server.arequest("GET", "/v1/health")
+            assert status == 503
+            async with server.connect(ada["key"]) as ws:
+                assert await recv_json(ws) == {
+                    "type": "error",
+                    "code": "INTERNAL_ERROR",
+                    "message": "This server cannot reach its channel layer yet; try again shortly.",
+                }
+                await ws.wait_closed()
+                assert ws.close_code == 1013
+            proxy.up()
+            async with server.connect(ada["key"]) as ws:
+                assert (await recv_json(ws, timeout=RECOVERY_SECONDS))["type"] == "connected"
+            assert "Traceback" not in server.log()
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs DATABASE_URL to PostgreSQL")
