@@ -15,12 +15,12 @@ from django.utils import timezone
 from realtime import channel_names, presence
 from realtime.channel_names import Channel
 from retrochat import ids
-from rooms.api.serializers import MessageSerializer, RoomSharedSerializer, message_identity
+from rooms.api.serializers import ConversationSerializer, MessageSerializer, RoomSharedSerializer, message_identity
 from users.api.serializers import UserSerializer
 from retrochat.timestamps import format_timestamp
 
 if TYPE_CHECKING:
-    from rooms.models import Message, Room
+    from rooms.models import Conversation, Message, Room
     from users.models import User
 
 
@@ -93,6 +93,12 @@ def room_joined(room: Room, *, user_id: int) -> Event:
 def room_left(room_id: int, *, user_id: int, reason: str) -> Event:
     """`room:deleted` on a user's own feed: the room left their list (deleted, left, removed)."""
     return Event("room:deleted", channel_names.user(user_id), _room_deleted_data(room_id, reason))
+
+
+def conversation_created(conversation: Conversation, *, user_id: int) -> Event:
+    """`conversation:created` on a participant's own feed: a direct conversation with them began
+    (they can subscribe to `conversation:{id}` from here on). The conversation as REST returns it."""
+    return Event("conversation:created", channel_names.user(user_id), dict(ConversationSerializer(conversation).data))
 
 
 def _room_deleted_data(room_id: int, reason: str) -> dict[str, Any]:

@@ -62,6 +62,13 @@ def room_deleted(sender: type, instance: Room, using: str | None = None, **kwarg
     control_on_commit(ChannelDeleted(str(channel_names.room(instance.pk))), using=using)
 
 
+def conversation_saved(sender: type, instance: Conversation, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
+    if raw or not created:  # a conversation has nothing to change after it began
+        return
+    for user_id in instance.participant_ids:
+        publish_on_commit(events.conversation_created(instance, user_id=user_id), using=using)
+
+
 def conversation_deleted(sender: type, instance: Conversation, using: str | None = None, **kwargs: Any) -> None:
     control_on_commit(ChannelDeleted(str(channel_names.conversation(instance.pk))), using=using)
 
@@ -101,6 +108,7 @@ def connect() -> None:
     post_save.connect(room_saved, sender=Room, dispatch_uid="rooms.room_saved")
     pre_delete.connect(room_deleting, sender=Room, dispatch_uid="rooms.room_deleting")
     post_delete.connect(room_deleted, sender=Room, dispatch_uid="rooms.room_deleted")
+    post_save.connect(conversation_saved, sender=Conversation, dispatch_uid="rooms.conversation_saved")
     post_delete.connect(conversation_deleted, sender=Conversation, dispatch_uid="rooms.conversation_deleted")
     post_save.connect(membership_saved, sender=Membership, dispatch_uid="rooms.membership_saved")
     post_delete.connect(membership_deleted, sender=Membership, dispatch_uid="rooms.membership_deleted")

@@ -4,9 +4,9 @@ Two users sign in at /login/ in two browser contexts and open the same room: one
 deletes, the other sees each change live; the server restarts, a third party posts right after,
 and the message arrives, nothing lost, while the connection indicator goes through reconnecting
 back to connected; and each sees the other in the room's online list. Then a direct conversation:
-one starts it by username (after the errors for a name and an id that do not exist), the other
-refreshes the list to see it (no event announces a new conversation, docs/clients.md), and
-messages, an edit and a deletion arrive live both ways.
+one starts it by username (after the errors for a name and an id that do not exist), it appears
+in the other's list by itself (`conversation:created` on their own feed), and messages, an edit and
+a deletion arrive live both ways.
 
 chromium is a test service: when RETROCHAT_TEST_SERVICES names `browser` (as .ci/run does) a
 missing chromium fails the run; elsewhere the test is skipped.
@@ -207,8 +207,7 @@ def test_two_users_start_a_direct_conversation_and_chat_in_it_live(world, live, 
     ada_page.get_by_role("textbox", name="Message", exact=True).fill("Hi Bob, just us")
     ada_page.get_by_role("button", name="Send").click()  # before Bob has the conversation open
 
-    bob_page.get_by_role("button", name="Refresh conversations").click()
-    bob_page.get_by_role("navigation", name="Direct messages").get_by_role("button", name="@ Ada").click()
+    bob_page.get_by_role("navigation", name="Direct messages").get_by_role("button", name="@ Ada").click()  # appeared live
     expect(bob_page.get_by_role("heading", name="@ Ada")).to_be_visible()
     ada_messages, bob_messages = ada_page.get_by_role("list", name="Messages"), bob_page.get_by_role("list", name="Messages")
     expect(bob_messages).to_contain_text("Hi Bob, just us")

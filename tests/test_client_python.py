@@ -31,6 +31,7 @@ from retrochat_client import (
     StateChange,
     backoff_delay,
 )
+from retrochat_client.client import filter_matches
 from tests import factories
 from tests.live import ROOT, LiveServer
 from users import services as user_services
@@ -132,6 +133,22 @@ def test_backoff_has_full_jitter_and_the_documented_bounds():
     assert backoff_delay(0, rng=lambda: 0.0) == 0.0
     assert [backoff_delay(n, rng=lambda: 1.0) for n in range(1, 7)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]  # capped at 30 s
     assert backoff_delay(10_000, rng=lambda: 0.5) == 15.0
+
+
+@pytest.mark.parametrize(
+    ("event_filter", "event_type", "matches"),
+    [
+        ("*", "room:created", True),
+        ("message", "message:new", True),
+        ("activity", "user:online", True),
+        ("room", "room:deleted", True),
+        ("conversation", "conversation:created", True),  # a user's own conversation feed
+        ("room", "conversation:created", False),
+        ("message:new", "message:updated", False),
+    ],
+)
+def test_a_filter_matches_its_events_as_the_server_does(event_filter, event_type, matches):
+    assert filter_matches(event_filter, event_type) is matches
 
 
 async def test_subscribe_receives_exact_events(server, world):

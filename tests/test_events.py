@@ -523,6 +523,47 @@ def test_creating_a_room_with_the_service_sends_room_created_on_the_creators_fee
     assert frames == [room_created_frame(world.cy, room), {"type": "room:updated", "channel": f"room:{created.pk}", "data": room}]
 
 
+# --- Conversation creation: conversation:created on each participant's feed --------------------
+
+START_CONVERSATION = {
+    "rest": lambda w: rest(w, w.cy, "post", "/v1/conversations", {"user_id": f"user_{w.ada.pk}"}, expect=201),
+    "admin": lambda w: admin_post(w, "/admin/rooms/conversation/add/", {
+        "user_low": w.ada.pk, "user_high": w.cy.pk,  # with the messages inline, empty
+        "messages-TOTAL_FORMS": 0, "messages-INITIAL_FORMS": 0, "messages-MIN_NUM_FORMS": 0, "messages-MAX_NUM_FORMS": 1000,
+    }),
+    "orm": lambda w: Conversation.objects.create(user_low=w.ada, user_high=w.cy),
+    "service": lambda w: room_services.conversation_get_or_create(user=w.cy, other=w.ada),
+}
+
+
+@pytest.mark.parametrize("via", list(START_CONVERSATION))
+def test_a_new_conversation_is_conversation_created_on_each_participants_feed_and_nothing_else(world, capture, via):
+    with capture() as frames:
+        START_CONVERSATION[via](world)
+    conversation = Conversation.objects.get(user_low=world.ada, user_high=world.cy)
+    data = {
+        "id": f"conv_{conversation.pk}",
+        "participants": [f"user_{world.ada.pk}", f"user_{world.cy.pk}"],
+        "created_at": iso(conversation.created_at),
+    }
+    assert frames == [
+        {"type": "conversation:created", "channel": f"user:{world.ada.pk}", "data": data},
+        {"type": "conversation:created", "channel": f"user:{world.cy.pk}", "data": data},
+    ]
+
+
+def test_conversation_created_is_the_conversation_as_rest_returns_it(world, capture):
+    with capture() as frames:
+        answer = START_CONVERSATION["rest"](world)
+    assert [frame["data"] for frame in frames] == [answer, answer]
+
+
+def test_getting_an_existing_conversation_sends_nothing(world, capture):
+    with capture() as frames:
+        rest(world, world.bob, "post", "/v1/conversations", {"user_id": f"user_{world.ada.pk}"}, expect=200)
+    assert frames == []
+
+
 # --- user:updated --------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from rooms.models import Membership, Room
 from tests import factories
 from tests.worlds import Cast, cast
 from tests.realtime_client import connected, sync
-from tests.support import POSITION, error_frame, subscribed_frame
+from tests.support import POSITION, error_frame, iso, subscribed_frame
 from users import services as user_services
 from users.models import ApiKey, User
 
@@ -118,13 +118,13 @@ async def test_anyone_may_follow_one_activity_event_of_a_user(w, event):
 
 
 @pytest.mark.parametrize("who", ["bob", "cy", "root"])
-@pytest.mark.parametrize("event", ["room", "room:created", "room:deleted"])
-async def test_only_the_user_may_follow_their_room_feed(w, who, event):
+@pytest.mark.parametrize("event", ["room", "room:created", "room:deleted", "conversation", "conversation:created"])
+async def test_only_the_user_may_follow_their_room_and_conversation_feeds(w, who, event):
     assert await subscribe(w, who, f"user:{w.ada.pk}", event) == error_frame("FORBIDDEN", "s")
 
 
-@pytest.mark.parametrize("event", ["room", "room:created", "room:deleted"])
-async def test_a_user_may_follow_their_own_room_feed(w, event):
+@pytest.mark.parametrize("event", ["room", "room:created", "room:deleted", "conversation", "conversation:created"])
+async def test_a_user_may_follow_their_own_room_and_conversation_feeds(w, event):
     channel = f"user:{w.ada.pk}"
     assert await subscribe(w, "ada", channel, event) == subscribed_frame(channel, event, ref="s")
 
@@ -146,14 +146,33 @@ async def test_star_on_another_users_feed_delivers_activity_only(w):
         await ws.assert_next_is_sentinel_elsewhere(w.ada)
 
 
-async def test_star_on_ones_own_feed_includes_the_room_feed(w):
+async def test_star_on_ones_own_feed_includes_the_room_feed_and_leaves_out_the_conversation_feed(w):
+    """`conversation` is opt-in: a client that subscribed with `*` gets what it got before it existed."""
     channel = f"user:{w.bob.pk}"
     async with connected(w.key(w.bob)) as ws:
         await ws.subscribe(channel, "*")
+        await sync(room_services.conversation_get_or_create)(user=w.cy, other=w.bob)
         room = await sync(factories.make_room)(w.ada, "new")
         await sync(room_services.membership_add)(room=room, user=w.bob)
         event = await ws.receive()
         assert (event["type"], event["channel"], event["data"]["id"]) == ("room:created", channel, f"room_{room.pk}")
+
+
+async def test_the_conversation_feed_announces_a_conversation_someone_else_starts(w):
+    channel = f"user:{w.bob.pk}"
+    async with connected(w.key(w.bob)) as ws:
+        subscribed = await ws.subscribe(channel, "conversation")
+        conversation, created = await sync(room_services.conversation_get_or_create)(user=w.cy, other=w.bob)
+        assert created
+        assert await ws.receive() == {
+            "type": "conversation:created", "channel": channel,
+            "offset": subscribed["offset"] + 1, "epoch": subscribed["epoch"],
+            "data": {
+                "id": f"conv_{conversation.pk}",
+                "participants": [f"user_{w.bob.pk}", f"user_{w.cy.pk}"],
+                "created_at": iso(conversation.created_at),
+            },
+        }
 
 
 async def test_own_feed_with_star_shows_oneself_online(w):

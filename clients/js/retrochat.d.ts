@@ -8,11 +8,13 @@ export type SubscriptionState = "subscribing" | "subscribed" | "unsubscribed" | 
 /** `room:7`, `conversation:3`, `user:12`. */
 export type ChannelName = `room:${number}` | `conversation:${number}` | `user:${number}` | (string & {});
 
-export type EventCategory = "message" | "room" | "activity";
+export type EventCategory = "message" | "room" | "activity" | "conversation";
 export type MessageEventType = "message:new" | "message:updated" | "message:deleted";
 export type RoomEventType = "room:created" | "room:updated" | "room:deleted";
 export type UserEventType = "user:online" | "user:offline" | "user:updated";
-export type EventType = MessageEventType | RoomEventType | UserEventType;
+/** On your own `user:{id}` only, asked for by name (`"conversation"`): `*` leaves it out. */
+export type ConversationEventType = "conversation:created";
+export type EventType = MessageEventType | RoomEventType | UserEventType | ConversationEventType;
 /** `*`, a category, or one exact event type. */
 export type EventFilter = "*" | EventCategory | EventType;
 
@@ -52,6 +54,12 @@ export interface Room {
   is_member?: boolean;
 }
 
+export interface Conversation {
+  id: string;
+  participants: [string, string];
+  created_at: string;
+}
+
 export interface RoomDeleted {
   id: string;
   reason: "deleted" | "left" | "removed";
@@ -77,6 +85,7 @@ export interface EventDataMap {
   "room:created": Room;
   "room:updated": Room;
   "room:deleted": RoomDeleted;
+  "conversation:created": Conversation;
   "user:online": UserPresence;
   "user:offline": UserPresence;
   "user:updated": UserUpdated;

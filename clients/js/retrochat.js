@@ -25,7 +25,7 @@ const BACK_OFF_ATTEMPT = 4;
 const CLOSE_NORMAL = 1000;
 const CLOSE_DEAD_PEER = 4000;
 
-const CATEGORY_OF_KIND = { message: "message", room: "room", user: "activity" };
+const CATEGORY_OF_KIND = { message: "message", room: "room", user: "activity", conversation: "conversation" };
 
 /** A frame's event category: `message:new` → `message`, `user:online` → `activity`. */
 export function categoryOf(eventType) {

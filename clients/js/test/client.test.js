@@ -79,6 +79,26 @@ describe("against one server", { timeout: 60000 }, () => {
     assert.deepEqual(subscription.position, { offset: subscribed.offset + 1, epoch: subscribed.epoch });
   });
 
+  test("a user's own conversation feed announces a conversation someone else starts, by category", async (t) => {
+    const { client } = recordingClient(t, { url: server.wsUrl, apiKey: bobKey });
+    const hello = await client.once("connected");
+    const feed = client.subscribe(`user:${hello.user_id.replace("user_", "")}`, "conversation");
+    const subscribed = await feed.once("subscribed");
+
+    const arriving = feed.once("conversation:created");
+    const started = await server.request("POST", "/v1/conversations", aliceKey, { user_id: hello.user_id });
+    const frame = await arriving;
+
+    assert.equal(started.status, 201);
+    assert.deepEqual(frame, {
+      type: "conversation:created",
+      channel: `user:${hello.user_id.replace("user_", "")}`,
+      offset: subscribed.offset + 1,
+      epoch: subscribed.epoch,
+      data: started.body,
+    });
+  });
+
   test("reports a refused subscription with the server's code", async (t) => {
     const { client } = recordingClient(t, { url: server.wsUrl, apiKey: aliceKey });
     const subscription = client.subscribe("room:999999", "message");

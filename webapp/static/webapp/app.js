@@ -20,7 +20,6 @@ const ui = {
   roomError: $("room-error"),
   conversationList: $("conversation-list"),
   conversationsError: $("conversations-error"),
-  refreshConversations: $("refresh-conversations"),
   startConversation: $("start-conversation"),
   presence: $("presence"),
   online: $("online-list"),
@@ -207,7 +206,6 @@ ui.join.addEventListener("click", async () => {
 
 // --- conversations -----------------------------------------------------------------------------
 
-ui.refreshConversations.addEventListener("click", loadConversations);
 
 ui.startConversation.addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -504,12 +502,14 @@ const myRooms = client.subscribe(`user:${numericId(me)}`, "room");
 myRooms.on("event", loadRooms);
 myRooms.on("refetch", loadRooms);
 
-// No event announces a conversation someone else starts with me (the `user:{id}` channel carries
-// rooms only): the list is reloaded on every reconnect, when the tab comes back into view, and by
-// its Refresh button. Each conversation's own messages are live once it is open.
-let connects = 0;
-client.on("connected", () => ++connects > 1 && loadConversations()); // the first load is below
-document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && loadConversations());
+// My conversations: one appears as soon as anyone starts it with me (asked for by name: `*` leaves
+// the conversation feed out). If missed events cannot be replayed, the list is loaded again.
+const myConversations = client.subscribe(`user:${numericId(me)}`, "conversation");
+myConversations.on("conversation:created", ({ data }) => {
+  conversations.set(data.id, data);
+  renderConversations();
+});
+myConversations.on("refetch", loadConversations);
 
 await Promise.all([loadRooms(), loadConversations()]);
 // The one the address names, else a room I am in, else any room, else a conversation.

@@ -52,7 +52,7 @@ logger = logging.getLogger("retrochat_client")
 
 ALL_EVENTS = "*"
 # Event filter categories and the event types they cover.
-CATEGORY_PREFIXES = {"message": "message:", "room": "room:", "activity": "user:"}
+CATEGORY_PREFIXES = {"message": "message:", "room": "room:", "activity": "user:", "conversation": "conversation:"}
 
 # Close codes and what the client does about them.
 STOP_CODES = frozenset({4001, 4003})  # unauthorized, forbidden origin: retrying the same credential is pointless

@@ -59,6 +59,14 @@ class RoomDeletedData(TypedDict):
     reason: Literal["deleted", "left", "removed"]
 
 
+class ConversationData(TypedDict):
+    """`conversation:created` on a user's own feed (asked for by name: `*` leaves it out)."""
+
+    id: str
+    participants: list[str]
+    created_at: str
+
+
 class UserPresenceData(TypedDict):
     """`user:online` and `user:offline`."""
 
@@ -74,11 +82,12 @@ class UserUpdatedData(UserPresenceData):
     last_seen_at: str | None
 
 
-EventData = Union[MessageData, MessageDeletedData, RoomData, RoomDeletedData, UserPresenceData, UserUpdatedData]
+EventData = Union[MessageData, MessageDeletedData, RoomData, RoomDeletedData, ConversationData, UserPresenceData, UserUpdatedData]
 
 EventType = Literal[
     "message:new", "message:updated", "message:deleted",
     "room:created", "room:updated", "room:deleted",
+    "conversation:created",
     "user:online", "user:offline", "user:updated",
 ]
 
