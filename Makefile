@@ -60,5 +60,8 @@ test: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/python -m mypy
 
+# What the build and the tests recreate; the database and .secret_key (your data, and the demo
+# passwords derived from it) stay: delete them by hand for a fresh start.
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache clients/js/node_modules bench/loadgen/node_modules \
+		bench/baselines/nodesocketio/node_modules clients/python/src/*.egg-info

@@ -191,6 +191,11 @@ def test_two_users_start_a_direct_conversation_and_chat_in_it_live(world, live, 
         expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
     ada_start, ada_error = ada_page.get_by_label("Message someone"), ada_page.locator("#conversations-error")
 
+    bob_conversations = bob_page.get_by_role("navigation", name="Direct messages")
+    expect(bob_conversations).to_contain_text("No conversations yet.")
+    ada_start.fill("ada")
+    ada_page.get_by_role("button", name="Start").click()
+    expect(ada_error).to_have_text("That is you: a conversation needs someone else.")  # not sent to the server
     ada_start.fill("nobody")
     ada_page.get_by_role("button", name="Start").click()
     expect(ada_error).to_have_text('No user named "nobody" (a username, or an id such as user_12).')
@@ -207,7 +212,8 @@ def test_two_users_start_a_direct_conversation_and_chat_in_it_live(world, live, 
     ada_page.get_by_role("textbox", name="Message", exact=True).fill("Hi Bob, just us")
     ada_page.get_by_role("button", name="Send").click()  # before Bob has the conversation open
 
-    bob_page.get_by_role("navigation", name="Direct messages").get_by_role("button", name="@ Ada").click()  # appeared live
+    bob_conversations.get_by_role("button", name="@ Ada").click()  # appeared live
+    expect(bob_conversations).not_to_contain_text("No conversations yet.")
     expect(bob_page.get_by_role("heading", name="@ Ada")).to_be_visible()
     ada_messages, bob_messages = ada_page.get_by_role("list", name="Messages"), bob_page.get_by_role("list", name="Messages")
     expect(bob_messages).to_contain_text("Hi Bob, just us")

@@ -108,10 +108,11 @@ def test_demo_on_an_empty_database_creates_users_and_a_room(db):
 
     demo = User.objects.get(username="demo")
     alice = User.objects.get(username="alice")
+    bob = User.objects.get(username="bob")
     room = Room.objects.get(name="general")
-    assert set(room.members.all()) == {demo, alice}
+    assert set(room.members.all()) == {demo, alice, bob}
     assert Message.objects.filter(room=room).exists()
-    assert Conversation.objects.count() == 1
+    assert [conversation.participant_ids for conversation in Conversation.objects.all()] == [(demo.pk, alice.pk)]
 
 
 def test_demo_prints_a_key_that_authenticates_as_demo(db):
@@ -130,7 +131,7 @@ def test_demo_run_twice_creates_no_second_room(db):
     second_stdout, _ = run("demo")
 
     assert Room.objects.count() == 1
-    assert User.objects.count() == 2
+    assert User.objects.count() == 3
     assert Conversation.objects.count() == 1
     (first_key,) = set(printed_keys(first_stdout))
     (second_key,) = set(printed_keys(second_stdout))

@@ -8,7 +8,7 @@ from django.test import Client
 
 pytestmark = pytest.mark.django_db
 
-SIGN_IN_LINE = re.compile(r"^  (demo|alice)\s+(\S+)$", re.MULTILINE)
+SIGN_IN_LINE = re.compile(r"^  (demo|alice|bob)\s+(\S+)$", re.MULTILINE)
 
 
 def demo_output() -> str:
@@ -26,7 +26,7 @@ def test_demo_prints_the_web_app_address_before_anything_else():
 def test_the_printed_passwords_sign_in_at_the_web_app():
     passwords = dict(SIGN_IN_LINE.findall(demo_output()))
 
-    assert set(passwords) == {"demo", "alice"}
+    assert set(passwords) == {"demo", "alice", "bob"}
     for username, password in passwords.items():
         client = Client()
         response = client.post("/login/", {"username": username, "password": password})

@@ -1,12 +1,12 @@
 """`manage.py demo`: what `make run` prints before serving.
 
-On an empty database it creates a demo user, a second user, a public room with a welcome message
-and a direct conversation. Every run then creates a fresh API key for the demo user and prints it
+On an empty database it creates a demo user and two more (alice, bob), a public room with a welcome
+message and a direct conversation between demo and alice (bob has none: start one with him). Every run then creates a fresh API key for the demo user and prints it
 with ready-to-paste commands: a key's secret cannot be shown twice, and a newcomer who restarts the
 server should not have to hunt for one. The key printed by the previous run is revoked, so that
 restarts do not pile up never-expiring keys; the demo user's other keys are left alone.
 
-First of all it prints the web app's address and the passwords of `demo` and `alice` for signing
+First of all it prints the web app's address and the passwords of `demo`, `alice` and `bob` for signing
 in there. Each password is derived from SECRET_KEY (secret, kept per checkout in .secret_key) and
 the user, so it stays the same across restarts (signed-in browsers stay signed in) and nobody
 without the key can know it; the command sets it again if it was changed.
@@ -25,7 +25,7 @@ from users.models import ApiKey, User
 
 DEMO_USERNAME = "demo"
 DEMO_KEY_NAME = "make run"
-SIGN_IN_USERNAMES = (DEMO_USERNAME, "alice")
+SIGN_IN_USERNAMES = (DEMO_USERNAME, "alice", "bob")
 
 
 def demo_password(user: User) -> str:
@@ -50,7 +50,7 @@ class Command(BaseCommand):
         base = f"http://{host}:{port}"
         self._print_sign_in(base)
         if created:
-            self.stdout.write("Created demo data: users 'demo' and 'alice', room 'general', one conversation.")
+            self.stdout.write("Created demo data: users 'demo', 'alice' and 'bob', room 'general', one conversation (demo and alice).")
         if demo is None:
             self.stdout.write("The database has users but no active 'demo' user; create a key with:\n"
                               "  .venv/bin/python manage.py createapikey USERNAME")
@@ -79,6 +79,8 @@ class Command(BaseCommand):
         alice = users.user_create(username="alice", display_name="Alice")
         room = rooms.room_create(creator=demo, name="general", topic="Say hello")
         rooms.membership_add(room=room, user=alice)
+        bob = users.user_create(username="bob", display_name="Bob")
+        rooms.membership_add(room=room, user=bob)
         rooms.message_create(author=alice, room=room, content="Welcome to RetroChat!")
         conversation, _ = rooms.conversation_get_or_create(user=demo, other=alice)
         rooms.message_create(author=alice, conversation=conversation, content="Hi demo, this is a direct message.")

@@ -171,6 +171,11 @@ const conversationLabel = (conversation) => ["@ ", nameTag(otherParticipant(conv
 
 function renderConversations() {
   resolveNames([...conversations.values()].map(otherParticipant));
+  if (!conversations.size) {
+    const empty = Object.assign(document.createElement("li"), { className: "note", textContent: "No conversations yet." });
+    ui.conversationList.replaceChildren(empty);
+    return;
+  }
   ui.conversationList.replaceChildren(
     ...[...conversations.values()].map((conversation) => openerItem(conversation.id, conversationLabel(conversation), openConversation)),
   );
@@ -212,6 +217,7 @@ ui.startConversation.addEventListener("submit", async (event) => {
   const input = ui.startConversation.elements.user;
   try {
     const userId = await userIdFor(input.value.trim().replace(/^@/, "")); // "@bob" works too
+    if (userId.replace(/^user_/, "") === me.replace(/^user_/, "")) throw new Error("That is you: a conversation needs someone else.");
     // Get or create: with someone I already talk to, the same conversation comes back (200).
     const conversation = await api("POST", "/v1/conversations", { user_id: userId });
     input.value = "";
