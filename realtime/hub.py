@@ -197,8 +197,10 @@ class Hub:
         channel is followed anyway: its events come from the event log, read every poll
         (`_catch_up`), and the group is asked for again each poll until the layer answers."""
         try:
-            async with self._membership_lock:
-                await asyncio.wait_for(self.layer.group_add(cursor.group, self.channel_name), LAYER_TIMEOUT_SECONDS)
+            # The wait for the lock counts too: a call that holds it may be waiting for a Redis that
+            # does not answer (the core layer's connections have no socket timeout).
+            async with asyncio.timeout(LAYER_TIMEOUT_SECONDS), self._membership_lock:
+                await self.layer.group_add(cursor.group, self.channel_name)
             cursor.group_pending = False
         except LAYER_UNREACHABLE as exc:
             if not cursor.group_pending:
@@ -215,9 +217,16 @@ class Hub:
         if cursor.members or not cursor.ready.is_set():
             return
         del self.cursors[name]
-        async with self._membership_lock:
-            if name not in self.cursors:  # nobody followed it again meanwhile
-                await self.layer.group_discard(cursor.group, self.channel_name)
+        try:
+            async with asyncio.timeout(LAYER_TIMEOUT_SECONDS), self._membership_lock:
+                if name not in self.cursors:  # nobody followed it again meanwhile
+                    await self.layer.group_discard(cursor.group, self.channel_name)
+        except LAYER_UNREACHABLE as exc:
+            # The channel is left all the same: the layer may keep sending its messages here, and
+            # `_dispatch` drops them (no cursor), until it forgets the membership. Not the caller's
+            # failure: a client's unsubscribe or close must not wait for Redis, or fail because of it.
+            logger.warning("hub: leaving %s on the channel layer failed (%s)", name, exc.__class__.__name__)
+            metrics.inc("retrochat_channel_layer_errors_total", 'operation="leave"')
 
     def subscribers_of(self, channel: Channel) -> set[Connection]:
         cursor = self.cursors.get(str(channel))
@@ -483,7 +492,8 @@ class Hub:
         when a message expires, channels-redis' core layer after `group_expiry`) cannot lose one."""
         async with self._membership_lock:
             for group in {CONTROL_GROUP, *(c.group for c in self.cursors.values())}:
-                await self.layer.group_add(group, self.channel_name)
+                # Bounded: joins and leaves wait for this lock (a Redis that does not answer raises).
+                await asyncio.wait_for(self.layer.group_add(group, self.channel_name), LAYER_TIMEOUT_SECONDS)
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
