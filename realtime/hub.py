@@ -442,8 +442,16 @@ class Hub:
         await self._register_pending_presence(backend)
         now = time.monotonic()
         if now - self._presence_refreshed_at >= presence.refresh_seconds():
-            await backend.refresh([(c.user_id, c.connection_id) for c in self.connections])
+            registered = [c for c in self.connections if not c.presence_pending]
+            gone = set(await backend.refresh([(c.user_id, c.connection_id) for c in registered]))
             self._presence_refreshed_at = now
+            # Swept while this process could not reach Redis for longer than the TTL (its users went
+            # offline): registered again, as if accepted during the outage, while they are still open.
+            for connection in registered:
+                if (connection.user_id, connection.connection_id) in gone and connection in self.connections:
+                    connection.presence_pending = True
+            if gone:
+                await self._register_pending_presence(backend)
         for user_id in await backend.sweep():
             await transitions.went_offline(user_id)
 

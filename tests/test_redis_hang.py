@@ -4,6 +4,7 @@ own wait. And a Redis that refuses: leaving a channel must not cost the client a
 log a traceback. See tests/test_faults.py for the proxy and the outage it makes."""
 import asyncio
 import time
+import uuid
 from urllib.parse import urlsplit
 
 import pytest
@@ -138,3 +139,43 @@ async def test_a_hung_redis_stalls_no_subscribe_unsubscribe_or_close_and_events_
                 assert (received["type"], received["data"]["content"], received["offset"]) == ("message:new", "after", during["offset"] + 1)
             assert _unexpected_tracebacks(server.log()) == []
 
+
+@pytest.fixture
+def bob(ada):
+    bob = factories.make_user("bob")
+    return {"user": bob, "key": factories.make_key(bob)}
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
+async def test_a_user_connected_through_an_outage_longer_than_the_ttl_shows_online_again_once_redis_answers(ada, bob):
+    """One process is cut off from Redis for longer than the presence TTL while another reaches it:
+    that one's sweep takes the user offline (their entry expired). The connection is still open, so
+    once its process reaches Redis again the user shows online again (and offline after it closes)."""
+    # A prefix of its own: user ids start again in every test, and another test's entry that has not
+    # expired yet (a server stopped while Redis was away) would show this Bob online.
+    env = {"RETROCHAT_PRESENCE_TTL": "3", "RETROCHAT_PRESENCE_SWEEP": "1", "RETROCHAT_REDIS_PREFIX": f"ttl-{uuid.uuid4().hex}"}
+
+    async def wait_for_status(server: LiveServer, wanted: str) -> None:
+        deadline = time.monotonic() + RECOVERY_SECONDS
+        while True:
+            status, profile = await server.arequest("GET", f"/v1/users/{bob['user'].pk}", ada["key"])
+            assert status == 200
+            if profile["status"] == wanted:
+                return
+            assert time.monotonic() < deadline, f"bob never showed {wanted}"
+            await asyncio.sleep(0.2)
+
+    with TcpProxy(*_redis()) as proxy:
+        with LiveServer(REDIS_URL=_via_proxy(settings.REDIS_URL, proxy), **env) as cut, LiveServer(REDIS_URL=settings.REDIS_URL, **env) as other:
+            async with other.connect(ada["key"]) as observer, cut.connect(bob["key"]) as tab:
+                assert (await recv_json(observer))["type"] == "connected"  # its hub sweeps from now on
+                assert (await recv_json(tab))["type"] == "connected"
+                await wait_for_status(other, "online")
+                proxy.down()
+                await wait_for_status(other, "offline")  # its entry expired; the other process swept it
+                proxy.up()
+                await wait_for_status(other, "online")
+                pong = await request_reply(tab, {"type": "ping", "ref": 1})
+                assert (pong["type"], pong["ref"]) == ("pong", 1)
+            await wait_for_status(other, "offline")
+            assert _unexpected_tracebacks(cut.log()) == []
