@@ -23,6 +23,7 @@ import json
 import logging
 import time
 import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, cast
 
@@ -98,6 +99,7 @@ class Hub:
         self.layer: Any = get_channel_layer()  # types-channels: BaseChannelLayer has no new_channel(prefix=)
         self.channel_name: str | None = None
         self.connections: set[Connection] = set()
+        self._per_user: Counter[int] = Counter()  # open connections of each user here
         self.cursors: dict[str, StreamCursor] = {}
         self._membership_lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()
@@ -161,10 +163,21 @@ class Hub:
 
     # --- connections and streams -----------------------------------------------------------------
     def register(self, connection: Connection) -> None:
-        self.connections.add(connection)
+        if connection not in self.connections:
+            self.connections.add(connection)
+            self._per_user[connection.user_id] += 1
 
     def unregister(self, connection: Connection) -> None:
-        self.connections.discard(connection)
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self._per_user[connection.user_id] -= 1
+            if not self._per_user[connection.user_id]:
+                del self._per_user[connection.user_id]
+
+    def connections_of(self, user_id: int) -> int:
+        """How many connections the user has open on this process (the per-user limit's own count
+        while the presence registry, which counts them across processes, cannot be reached)."""
+        return self._per_user[user_id]
 
     async def join(self, channel: Channel, connection: Connection) -> None:
         """Follow `channel` for `connection`; returns once this process knows where its stream stands,

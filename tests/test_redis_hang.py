@@ -179,3 +179,22 @@ async def test_a_user_connected_through_an_outage_longer_than_the_ttl_shows_onli
                 assert (pong["type"], pong["ref"]) == ("pong", 1)
             await wait_for_status(other, "offline")
             assert _unexpected_tracebacks(cut.log()) == []
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
+async def test_the_connection_limit_holds_within_a_process_while_redis_is_away(ada):
+    """The registry cannot count connections during an outage; the process still counts its own, so
+    one user cannot open more than the limit on one process (the cluster-wide count resumes after)."""
+    with TcpProxy(*_redis()) as proxy:
+        with LiveServer(REDIS_URL=_via_proxy(settings.REDIS_URL, proxy), RETROCHAT_MAX_CONNECTIONS_PER_USER="2") as server:
+            async with server.connect(ada["key"]) as first:
+                assert (await recv_json(first))["type"] == "connected"  # the hub starts with Redis up
+                proxy.down()
+                async with server.connect(ada["key"]) as second:
+                    assert (await recv_json(second, timeout=RECOVERY_SECONDS))["type"] == "connected"
+                    async with server.connect(ada["key"]) as third:
+                        assert await recv_json(third, timeout=RECOVERY_SECONDS) == {
+                            "type": "error", "code": "CONNECTION_LIMIT", "message": "At most 2 open connections per user.",
+                        }
+                        await third.wait_closed()
+                        assert third.close_code == 4029
