@@ -234,10 +234,13 @@ class Hub:
             async with asyncio.timeout(LAYER_TIMEOUT_SECONDS), self._membership_lock:
                 if name not in self.cursors:  # nobody followed it again meanwhile
                     await self.layer.group_discard(cursor.group, self.channel_name)
-        except LAYER_UNREACHABLE as exc:
+        except Exception as exc:  # any failure of the layer here (see below)
             # The channel is left all the same: the layer may keep sending its messages here, and
             # `_dispatch` drops them (no cursor), until it forgets the membership. Not the caller's
             # failure: a client's unsubscribe or close must not wait for Redis, or fail because of it.
+            # Not only LAYER_UNREACHABLE: when Redis drops the pubsub layer's connection, redis-py
+            # may tear it down under an UNSUBSCRIBE being written (AttributeError: 'NoneType' object
+            # has no attribute 'writelines').
             logger.warning("hub: leaving %s on the channel layer failed (%s)", name, exc.__class__.__name__)
             metrics.inc("retrochat_channel_layer_errors_total", 'operation="leave"')
 
