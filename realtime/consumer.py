@@ -25,7 +25,7 @@ from realtime.aio import Flag
 from realtime.channel_names import Channel
 from realtime.credentials import ConnectionCredentials
 from realtime.db import realtime_db
-from realtime.hub import Hub, get_hub
+from realtime.hub import Hub, existing_hub, get_hub
 from realtime.limits import FrameRateLimiter
 from realtime.outbox import Outbox, wire_size, TransportControl
 from realtime.protocol import ClientFrame, ProtocolError
@@ -127,15 +127,20 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             outcome = await presence.backend().open(user.pk, connection_id, settings.RETROCHAT_MAX_CONNECTIONS_PER_USER)
         except presence.UNREACHABLE as exc:
             # Fail open: events reach this connection without Redis (the hub reads the event log),
-            # so an outage must not refuse it. Until the registry answers again it is not counted
-            # (the per-user limit does not see it) and the user does not show online because of
-            # it; the hub's presence round registers it then (Hub._register_pending_presence).
-            logger.warning(
-                "realtime: presence registry unreachable (%s): connection %s accepted unregistered",
-                exc.__class__.__name__, connection_id,
-            )
-            metrics.inc("retrochat_presence_unregistered_total")
-            outcome = presence.UNREGISTERED
+            # so an outage must not refuse it. Until the registry answers again it is counted by
+            # this process only (the limit holds per process: nothing between this check and
+            # hub.register() waits) and the user does not show online because of it; the hub's
+            # presence round registers it then (Hub._register_pending_presence).
+            hub = existing_hub()
+            if hub is not None and hub.connections_of(user.pk) >= settings.RETROCHAT_MAX_CONNECTIONS_PER_USER:
+                outcome = presence.LIMIT_REACHED
+            else:
+                logger.warning(
+                    "realtime: presence registry unreachable (%s): connection %s accepted unregistered",
+                    exc.__class__.__name__, connection_id,
+                )
+                metrics.inc("retrochat_presence_unregistered_total")
+                outcome = presence.UNREGISTERED
         if outcome == presence.LIMIT_REACHED:
             self.fail(
                 protocol.CONNECTION_LIMIT,

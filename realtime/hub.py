@@ -23,6 +23,7 @@ import json
 import logging
 import time
 import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, cast
 
@@ -98,6 +99,7 @@ class Hub:
         self.layer: Any = get_channel_layer()  # types-channels: BaseChannelLayer has no new_channel(prefix=)
         self.channel_name: str | None = None
         self.connections: set[Connection] = set()
+        self._per_user: Counter[int] = Counter()  # open connections of each user here
         self.cursors: dict[str, StreamCursor] = {}
         self._membership_lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()
@@ -161,10 +163,21 @@ class Hub:
 
     # --- connections and streams -----------------------------------------------------------------
     def register(self, connection: Connection) -> None:
-        self.connections.add(connection)
+        if connection not in self.connections:
+            self.connections.add(connection)
+            self._per_user[connection.user_id] += 1
 
     def unregister(self, connection: Connection) -> None:
-        self.connections.discard(connection)
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self._per_user[connection.user_id] -= 1
+            if not self._per_user[connection.user_id]:
+                del self._per_user[connection.user_id]
+
+    def connections_of(self, user_id: int) -> int:
+        """How many connections the user has open on this process (the per-user limit's own count
+        while the presence registry, which counts them across processes, cannot be reached)."""
+        return self._per_user[user_id]
 
     async def join(self, channel: Channel, connection: Connection) -> None:
         """Follow `channel` for `connection`; returns once this process knows where its stream stands,
@@ -197,8 +210,10 @@ class Hub:
         channel is followed anyway: its events come from the event log, read every poll
         (`_catch_up`), and the group is asked for again each poll until the layer answers."""
         try:
-            async with self._membership_lock:
-                await asyncio.wait_for(self.layer.group_add(cursor.group, self.channel_name), LAYER_TIMEOUT_SECONDS)
+            # The wait for the lock counts too: a call that holds it may be waiting for a Redis that
+            # does not answer (the core layer's connections have no socket timeout).
+            async with asyncio.timeout(LAYER_TIMEOUT_SECONDS), self._membership_lock:
+                await self.layer.group_add(cursor.group, self.channel_name)
             cursor.group_pending = False
         except LAYER_UNREACHABLE as exc:
             if not cursor.group_pending:
@@ -215,9 +230,19 @@ class Hub:
         if cursor.members or not cursor.ready.is_set():
             return
         del self.cursors[name]
-        async with self._membership_lock:
-            if name not in self.cursors:  # nobody followed it again meanwhile
-                await self.layer.group_discard(cursor.group, self.channel_name)
+        try:
+            async with asyncio.timeout(LAYER_TIMEOUT_SECONDS), self._membership_lock:
+                if name not in self.cursors:  # nobody followed it again meanwhile
+                    await self.layer.group_discard(cursor.group, self.channel_name)
+        except Exception as exc:  # any failure of the layer here (see below)
+            # The channel is left all the same: the layer may keep sending its messages here, and
+            # `_dispatch` drops them (no cursor), until it forgets the membership. Not the caller's
+            # failure: a client's unsubscribe or close must not wait for Redis, or fail because of it.
+            # Not only LAYER_UNREACHABLE: when Redis drops the pubsub layer's connection, redis-py
+            # may tear it down under an UNSUBSCRIBE being written (AttributeError: 'NoneType' object
+            # has no attribute 'writelines').
+            logger.warning("hub: leaving %s on the channel layer failed (%s)", name, exc.__class__.__name__)
+            metrics.inc("retrochat_channel_layer_errors_total", 'operation="leave"')
 
     def subscribers_of(self, channel: Channel) -> set[Connection]:
         cursor = self.cursors.get(str(channel))
@@ -433,8 +458,16 @@ class Hub:
         await self._register_pending_presence(backend)
         now = time.monotonic()
         if now - self._presence_refreshed_at >= presence.refresh_seconds():
-            await backend.refresh([(c.user_id, c.connection_id) for c in self.connections])
+            registered = [c for c in self.connections if not c.presence_pending]
+            gone = set(await backend.refresh([(c.user_id, c.connection_id) for c in registered]))
             self._presence_refreshed_at = now
+            # Swept while this process could not reach Redis for longer than the TTL (its users went
+            # offline): registered again, as if accepted during the outage, while they are still open.
+            for connection in registered:
+                if (connection.user_id, connection.connection_id) in gone and connection in self.connections:
+                    connection.presence_pending = True
+            if gone:
+                await self._register_pending_presence(backend)
         for user_id in await backend.sweep():
             await transitions.went_offline(user_id)
 
@@ -483,7 +516,8 @@ class Hub:
         when a message expires, channels-redis' core layer after `group_expiry`) cannot lose one."""
         async with self._membership_lock:
             for group in {CONTROL_GROUP, *(c.group for c in self.cursors.values())}:
-                await self.layer.group_add(group, self.channel_name)
+                # Bounded: joins and leaves wait for this lock (a Redis that does not answer raises).
+                await asyncio.wait_for(self.layer.group_add(group, self.channel_name), LAYER_TIMEOUT_SECONDS)
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()

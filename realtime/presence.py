@@ -78,8 +78,9 @@ class LocalPresence:
         del self._connections[user_id]
         return True
 
-    async def refresh(self, connections: list[tuple[int, str]]) -> None:
+    async def refresh(self, connections: list[tuple[int, str]]) -> list[tuple[int, str]]:
         """Nothing expires in memory: the process that holds the connections is the one that counts."""
+        return []
 
     async def sweep(self) -> list[int]:
         return []
@@ -134,10 +135,13 @@ return offline
 """
 
 # KEYS: user set, connection index. ARGV: connection id, index member, expiry.
+# 0 when the entry is gone: a sweep took it (its process could not refresh it in time) or it closed.
 _REFRESH = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], math.floor((tonumber(ARGV[3]) + 600) * 1000))
+return 1
 """
 
 
@@ -255,12 +259,16 @@ class RedisPresence:
         )
         return int(result) == 1
 
-    async def refresh(self, connections: list[tuple[int, str]]) -> None:
+    async def refresh(self, connections: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Extend the entries of these open connections; those whose entry is gone (swept after their
+        process could not refresh them for a TTL, a Redis outage; or closed meanwhile), not re-added:
+        the caller registers again the ones still open, with the transition that takes."""
         expiry = time.time() + settings.RETROCHAT_PRESENCE_TTL
         async with self._client().pipeline(transaction=False) as pipe:
             for user_id, connection_id in connections:
                 pipe.eval(_REFRESH, 2, *self._keys(user_id), connection_id, f"{user_id}:{connection_id}", expiry)
-            await pipe.execute()
+            found = await pipe.execute()
+        return [connection for connection, present in zip(connections, found, strict=True) if not present]
 
     async def sweep(self) -> list[int]:
         offline = await self._client().eval(_SWEEP, 1, self.index_key, time.time(), self.user_prefix, 1000)

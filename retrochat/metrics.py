@@ -74,7 +74,7 @@ _COUNTERS = {
         Counter("retrochat_credential_revalidations_total", "Periodic re-validations of the credentials of every open connection.", registry=_registry),
         Counter(
             "retrochat_channel_layer_errors_total",
-            "Failed channel-layer operations: send (group_send of an event or control message) or receive (the hub's).",
+            "Failed channel-layer operations: send (group_send of an event or control message), receive (the hub's), or join and leave (the hub's group memberships).",
             ["operation"],
             registry=_registry,
         ),
