@@ -112,6 +112,9 @@ class VerifiedKeys:
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[ApiKey, float]] = {}
+        # Counts the forgets: a key verified in the database before a revocation that this process
+        # applied while the check was in flight must not be remembered after it (`put`'s `seen`).
+        self.forgets = 0
 
     def get(self, secret: str) -> ApiKey | None:
         entry = self._entries.get(keys.digest(secret))
@@ -123,15 +126,20 @@ class VerifiedKeys:
             return None
         return api_key
 
-    def put(self, secret: str, api_key: ApiKey) -> None:
+    def put(self, secret: str, api_key: ApiKey, *, seen: int) -> None:
+        """Remember a key verified in the database; `seen`: `forgets` when that check began."""
+        if seen != self.forgets:  # a revocation was applied meanwhile: the check may predate it
+            return
         if len(self._entries) >= self.MAX_ENTRIES:
             self._entries.clear()  # a crude bound: a refill costs one query per key
         self._entries[keys.digest(secret)] = (api_key, time.monotonic())
 
     def forget_key(self, key_id: int) -> None:
+        self.forgets += 1
         self._entries = {d: e for d, e in self._entries.items() if e[0].pk != key_id}
 
     def forget_user(self, user_id: int) -> None:
+        self.forgets += 1
         self._entries = {d: e for d, e in self._entries.items() if e[0].user_id != user_id}
 
 
@@ -148,9 +156,10 @@ async def authenticate(scope: Mapping[str, Any]) -> Credentials:
             return await _token_credentials(scope, secret, subprotocol)
         api_key = verified_keys.get(secret) if secret else None
         if api_key is None and secret:
+            seen = verified_keys.forgets
             api_key = await realtime_db(keys.verify)(secret)
             if api_key is not None:
-                verified_keys.put(secret, api_key)
+                verified_keys.put(secret, api_key, seen=seen)
         if api_key is None:
             return Credentials(error=protocol.UNAUTHORIZED, subprotocol=subprotocol)
         return Credentials(user=api_key.user, api_key=api_key, subprotocol=subprotocol)

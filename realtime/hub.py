@@ -499,6 +499,9 @@ class Hub:
         metrics.inc("retrochat_credential_revalidations_total")
         for connection in connections:
             if connection.connection_id in invalid:
+                # Found here before the revocation's control message (or with none: a change made
+                # with QuerySet.update()): a new connect must not be let in from the cache either.
+                verified_keys.forget_user(connection.user_id)
                 try:
                     connection.revoke("The credentials of this connection are no longer valid.")
                 except Exception:

@@ -5,6 +5,7 @@ and the real service, so the outage is real for that process and invisible to th
 """
 import asyncio
 import time
+import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -135,7 +136,10 @@ async def test_a_client_connecting_while_redis_is_away_is_served_and_shows_onlin
     redis_url = urlsplit(settings.REDIS_URL)
     with TcpProxy(redis_url.hostname, redis_url.port or 6379) as proxy:
         with LiveServer(
-            REDIS_URL=_via_proxy(settings.REDIS_URL, proxy), RETROCHAT_WRITE_THROTTLE="off", RETROCHAT_PRESENCE_SWEEP="1"
+            REDIS_URL=_via_proxy(settings.REDIS_URL, proxy), RETROCHAT_WRITE_THROTTLE="off", RETROCHAT_PRESENCE_SWEEP="1",
+            # Presence of its own: user ids repeat from test to test, and an entry left in Redis by an
+            # earlier test's server (stopped while cut off) would show this bob online for its TTL.
+            RETROCHAT_REDIS_PREFIX=f"presence-{uuid.uuid4().hex}",
         ) as server:
             async with server.connect(ada["key"]) as observer:  # the process's hub starts, Redis up
                 assert (await recv_json(observer))["type"] == "connected"

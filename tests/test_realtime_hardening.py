@@ -223,6 +223,9 @@ async def test_re_validation_runs_by_itself(w, settings):
         deadline = time.monotonic() + 5
         frame = await ws.communicator.receive_json_from(timeout=deadline - time.monotonic())
         assert frame == error_frame("UNAUTHORIZED")
+    from realtime.credentials import verified_keys
+
+    assert verified_keys.get(w.key(w.bob)) is None  # and a new connect checks the database again
 
 
 # --- the verified-key cache -----------------------------------------------------------------------
@@ -249,6 +252,25 @@ async def test_revoking_a_key_forgets_it_on_every_process(w):
         await sync(user_services.api_key_revoke)(api_key=key)
         assert await ws.receive() == error_frame("UNAUTHORIZED")  # the hub applied RevokeKey…
     assert verified_keys.get(w.key(w.bob)) is None  # …and forgot the key
+
+
+def test_a_key_verified_while_a_revocation_is_applied_is_not_remembered(db):
+    """The database check of a connect began before the revocation committed (the key was valid),
+    and this process applied the revocation before the check answered: the answer may not be
+    cached, or the revoked key would connect from the cache for the TTL."""
+    from realtime.credentials import VerifiedKeys
+    from users import keys
+
+    cache, ada = VerifiedKeys(), factories.make_user("ada")
+    secret = factories.make_key(ada)
+    seen = cache.forgets  # the check begins
+    api_key = keys.verify(secret)
+    assert api_key is not None
+    cache.forget_user(ada.pk)  # RevokeUser applied by the hub while the check was in flight
+    cache.put(secret, api_key, seen=seen)
+    assert cache.get(secret) is None
+    cache.put(secret, api_key, seen=cache.forgets)  # a check that began after it is remembered
+    assert cache.get(secret) is api_key
 
 
 # --- big replays are no slow consumers ----------------------------------------------------------
