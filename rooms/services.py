@@ -5,7 +5,9 @@ saves. Events are not sent here: the post_save/post_delete receivers in rooms/si
 saved rows into events on commit, so that admin and plain ORM writes emit the very same events.
 Services never use QuerySet.update() or bulk_create() on watched rows: those fire no signals.
 """
-from django.db import IntegrityError, connection, transaction
+from typing import cast
+
+from django.db import IntegrityError, transaction
 
 from retrochat.tracking import model_update
 
@@ -30,40 +32,14 @@ def room_update(*, room: Room, name: str | None = None, topic: str | None = None
     return room
 
 
-def _hold_room(room: Room) -> None:
-    """At the start of a write that adds a row to `room` (a message, a membership), inside its
-    transaction: Room.DoesNotExist if the room has been deleted meanwhile, else the room cannot be
-    deleted until this transaction ends. The caller loaded the room before its transaction began.
-
-    On PostgreSQL a FOR KEY SHARE lock, which writes to the room do not wait for among themselves,
-    only a delete does (`room_delete` locks the row before anything else, so it waits for such
-    writes or they for it). Without it, the new row's foreign key was checked only at commit
-    (Django's constraints are deferred), after the write had locked the room's event stream, while
-    a delete holds the row and then wants that stream: PostgreSQL aborted one of them with
-    "deadlock detected" (503s), or the delete failed on the new row's key (500). On SQLite a write
-    transaction holds the whole database from its start: the room only needs to be there."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f'SELECT 1 FROM "{Room._meta.db_table}" WHERE "id" = %s FOR KEY SHARE', [room.pk])
-            found = cursor.fetchone() is not None
-    else:
-        found = Room.objects.filter(pk=room.pk).exists()
-    if not found:
-        raise Room.DoesNotExist(f"Room {room.pk} has been deleted.")
-
-
-@transaction.atomic
 def room_delete(*, room: Room) -> None:
-    # The row first, before the delete collects the room's messages and memberships: a write
-    # holding the room (_hold_room) commits first and its row is collected; a later one finds no room.
-    list(Room.objects.select_for_update().filter(pk=room.pk).values_list("pk", flat=True))
-    room.delete()
+    room.delete()  # locks the row first (HoldsItsRows)
 
 
 @transaction.atomic
 def membership_add(*, room: Room, user: User, role: str = Membership.Role.MEMBER) -> tuple[Membership, bool]:
     """Add `user` to `room`; adding an existing member changes nothing. Returns (membership, created)."""
-    _hold_room(room)
+    room.hold()
     existing = Membership.objects.filter(room=room, user=user).first()
     if existing:
         return existing, False
@@ -106,8 +82,7 @@ def message_create(
 ) -> Message:
     if (room is None) == (conversation is None):
         raise ValueError("A message belongs to exactly one room or one conversation.")
-    if room is not None:
-        _hold_room(room)
+    (room or cast(Conversation, conversation)).hold()  # against a concurrent delete (HoldsItsRows)
     message = Message(author=author, content=content, room=room, conversation=conversation)
     # The content's rules only: the author, room and conversation are rows the caller has just
     # loaded, and the room-or-conversation rule is checked above (and by the database); the full

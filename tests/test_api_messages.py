@@ -5,7 +5,7 @@ import pytest
 
 from rooms import services
 from rooms.api.serializers import MessageSerializer
-from rooms.models import Message, Room
+from rooms.models import Conversation, Message, Room
 from tests import factories
 from tests.support import iso, message_data, validation_error
 
@@ -175,10 +175,48 @@ def test_posting_in_a_room_deleted_after_the_view_loaded_it_answers_404(api, roo
     assert not Message.objects.exists()
 
 
+def test_posting_in_a_conversation_deleted_after_the_view_loaded_it_answers_404(api, user, monkeypatch):
+    from rooms.api import views
+
+    conversation = factories.make_conversation(user, factories.make_user("bob"))
+    get_own_conversation = views.get_own_conversation
+
+    def then_deleted(request, conv_id):
+        loaded = get_own_conversation(request, conv_id)
+        Conversation.objects.get(pk=loaded.pk).delete()  # the admin, or a participant's account deleted
+        return loaded
+
+    monkeypatch.setattr(views, "get_own_conversation", then_deleted)
+
+    response = api.post(f"/v1/conversations/conv_{conversation.pk}/messages", {"content": "hi"}, format="json")
+
+    assert (response.status_code, response.json()) == (404, NOT_FOUND)
+    assert not Message.objects.exists()
+
+
+def _room_and_write(owner):
+    room = factories.make_room(owner, "doomed")
+    return room, lambda: services.message_create(author=owner, room=room, content="last")
+
+
+def _conversation_and_write(owner):
+    conversation = factories.make_conversation(owner, factories.make_user("other"))
+    return conversation, lambda: services.message_create(author=owner, conversation=conversation, content="last")
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_message_and_the_delete_of_its_room_at_once_both_succeed(monkeypatch):
-    # The write has logged its event (it holds the room's stream) when the delete starts. On
-    # PostgreSQL the delete used to take the room's row, then wait for the stream, while the write's
+@pytest.mark.parametrize(
+    ("make", "delete"),
+    [
+        (_room_and_write, lambda room: services.room_delete(room=Room.objects.get(pk=room.pk))),
+        (_room_and_write, lambda room: Room.objects.get(pk=room.pk).delete()),  # the admin's delete, plain ORM
+        (_conversation_and_write, lambda conversation: Conversation.objects.get(pk=conversation.pk).delete()),
+    ],
+    ids=["room-service", "room-orm", "conversation-orm"],
+)
+def test_a_message_and_the_delete_of_what_it_is_in_at_once_both_succeed(monkeypatch, make, delete):
+    # The write has logged its event (it holds the channel's stream) when the delete starts. On
+    # PostgreSQL the delete used to take the row, then wait for the stream, while the write's
     # commit waited for the row (its foreign key): "deadlock detected", one of them failed.
     import threading
     import time
@@ -188,7 +226,7 @@ def test_a_message_and_the_delete_of_its_room_at_once_both_succeed(monkeypatch):
     from realtime import streams
 
     owner = factories.make_user("owner")
-    room = factories.make_room(owner, "doomed")
+    parent, write = make(owner)
     logged, go = threading.Event(), threading.Event()
     append = streams.append
 
@@ -211,12 +249,8 @@ def test_a_message_and_the_delete_of_its_room_at_once_both_succeed(monkeypatch):
         finally:
             connection.close()
 
-    writer = threading.Thread(
-        target=run, name="writer", args=("writer", lambda: services.message_create(author=owner, room=room, content="last"))
-    )
-    deleter = threading.Thread(
-        target=run, name="deleter", args=("deleter", lambda: services.room_delete(room=Room.objects.get(pk=room.pk)))
-    )
+    writer = threading.Thread(target=run, name="writer", args=("writer", write))
+    deleter = threading.Thread(target=run, name="deleter", args=("deleter", lambda: delete(parent)))
     writer.start()
     assert logged.wait(10)
     deleter.start()
@@ -226,7 +260,7 @@ def test_a_message_and_the_delete_of_its_room_at_once_both_succeed(monkeypatch):
     deleter.join(20)
 
     assert outcomes == {"writer": "ok", "deleter": "ok"}
-    assert not Room.objects.filter(pk=room.pk).exists() and not Message.objects.exists()
+    assert not type(parent).objects.filter(pk=parent.pk).exists() and not Message.objects.exists()
 
 
 def test_posting_requires_authentication(anon, room):

@@ -258,9 +258,12 @@ class ConversationMessagesView(MessageHistoryView):
     @extend_schema(request=MessageWriteSerializer, responses={201: MessageSerializer}, summary="Send a direct message")
     def post(self, request: AuthenticatedRequest, conv_id: int) -> Response:
         conversation = get_own_conversation(request, conv_id)
-        message = services.message_create(
-            author=request.user, conversation=conversation, **_validated(MessageWriteSerializer, request)
-        )
+        try:
+            message = services.message_create(
+                author=request.user, conversation=conversation, **_validated(MessageWriteSerializer, request)
+            )
+        except Conversation.DoesNotExist:  # deleted since it was loaded
+            raise Http404 from None
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
