@@ -22,7 +22,8 @@ class HoldsItsRows(models.Model):
     gone. Without both, on PostgreSQL, the new row's foreign key was checked only at commit (the
     constraints are deferred): a write and a delete each held what the other wanted ("deadlock
     detected", 503), or the delete failed on a row it had not collected (500). A queryset's bulk
-    `delete()` does not lock first (the admin's "delete selected" action among them)."""
+    `delete()` does not lock first (a user's deletion cascading to their conversations); the admin's
+    "delete selected" deletes row by row (rooms/admin.py)."""
 
     class Meta:
         abstract = True

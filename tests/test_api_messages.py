@@ -194,6 +194,15 @@ def test_posting_in_a_conversation_deleted_after_the_view_loaded_it_answers_404(
     assert not Message.objects.exists()
 
 
+def _admin_delete_selected(model, row):
+    """The admin's "delete selected" action on one row, as the admin runs it."""
+    from django.contrib import admin
+    from django.db import transaction
+
+    with transaction.atomic():
+        admin.site._registry[model].delete_queryset(None, model.objects.filter(pk=row.pk))
+
+
 def _room_and_write(owner):
     room = factories.make_room(owner, "doomed")
     return room, lambda: services.message_create(author=owner, room=room, content="last")
@@ -211,8 +220,10 @@ def _conversation_and_write(owner):
         (_room_and_write, lambda room: services.room_delete(room=Room.objects.get(pk=room.pk))),
         (_room_and_write, lambda room: Room.objects.get(pk=room.pk).delete()),  # the admin's delete, plain ORM
         (_conversation_and_write, lambda conversation: Conversation.objects.get(pk=conversation.pk).delete()),
+        (_room_and_write, lambda room: _admin_delete_selected(Room, room)),
+        (_conversation_and_write, lambda conversation: _admin_delete_selected(Conversation, conversation)),
     ],
-    ids=["room-service", "room-orm", "conversation-orm"],
+    ids=["room-service", "room-orm", "conversation-orm", "room-admin-action", "conversation-admin-action"],
 )
 def test_a_message_and_the_delete_of_what_it_is_in_at_once_both_succeed(monkeypatch, make, delete):
     # The write has logged its event (it holds the channel's stream) when the delete starts. On
