@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from retrochat.rows import DeletesEachRow
 from rooms.models import Conversation, Membership, Message, Room
 
 if TYPE_CHECKING:
@@ -28,19 +29,8 @@ class MembershipInline(admin.TabularInline):
     readonly_fields = ["created_at"]
 
 
-class DeletesEachRow(admin.ModelAdmin):
-    """The "delete selected" action deletes row by row, as the delete page does: each row is locked
-    before its cascade is collected (rooms.models.HoldsItsRows), so a post racing the action either
-    lands before it (and goes with the row) or finds the row gone; a bulk queryset delete would
-    collect first and fail on such a post's row on PostgreSQL."""
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for row in queryset:
-            row.delete()
-
-
 @admin.register(Room)
-class RoomAdmin(DeletesEachRow):
+class RoomAdmin(DeletesEachRow, admin.ModelAdmin):
     list_display = ["name", "topic", "is_private", "created_by", "member_count", "created_at", "updated_at"]
     list_filter = ["is_private", "created_at"]
     search_fields = ["name", "topic"]
@@ -76,7 +66,7 @@ class MessageInline(admin.TabularInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(DeletesEachRow):
+class ConversationAdmin(DeletesEachRow, admin.ModelAdmin):
     list_display = ["id", "user_low", "user_high", "message_count", "created_at"]
     search_fields = ["user_low__username", "user_high__username"]
     autocomplete_fields = ["user_low", "user_high"]

@@ -2,51 +2,15 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, models, transaction
+from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from retrochat.rows import HoldsItsRows
 from retrochat.tracking import TracksChanges
 from users.validators import MULTILINE_VALIDATORS, NAME_VALIDATORS, validate_visible
 
 MAX_MESSAGE_LENGTH = 4000
-
-
-class HoldsItsRows(models.Model):
-    """A row that messages (and memberships) are written into, whoever deletes it: the REST API,
-    the admin, plain ORM code.
-
-    `delete()` locks the row before Django collects what the delete cascades to, and a write into
-    it first holds the row (`hold()`, inside the write's transaction). So a delete waits for a write
-    that holds the row (and then collects its new row) or the write, coming later, finds the row
-    gone. Without both, on PostgreSQL, the new row's foreign key was checked only at commit (the
-    constraints are deferred): a write and a delete each held what the other wanted ("deadlock
-    detected", 503), or the delete failed on a row it had not collected (500). A queryset's bulk
-    `delete()` does not lock first (a user's deletion cascading to their conversations); the admin's
-    "delete selected" deletes row by row (rooms/admin.py)."""
-
-    class Meta:
-        abstract = True
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        with transaction.atomic():
-            list(type(self)._base_manager.select_for_update().filter(pk=self.pk).values_list("pk", flat=True))
-            return super().delete(*args, **kwargs)
-
-    def hold(self) -> None:
-        """At the start of a write into this row, inside its transaction: DoesNotExist if the row has
-        been deleted meanwhile, else it cannot be deleted until the transaction ends. On PostgreSQL a
-        FOR KEY SHARE lock, which writes do not wait for among themselves, only a delete does; on
-        SQLite a write transaction holds the whole database from its start: the row need only be there."""
-        table = type(self)._meta.db_table
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(f'SELECT 1 FROM "{table}" WHERE "id" = %s FOR KEY SHARE', [self.pk])
-                found = cursor.fetchone() is not None
-        else:
-            found = type(self)._base_manager.filter(pk=self.pk).exists()
-        if not found:
-            raise self.DoesNotExist(f"{type(self).__name__} {self.pk} has been deleted.")
 
 
 class Room(HoldsItsRows, TracksChanges):

@@ -39,6 +39,7 @@ def room_delete(*, room: Room) -> None:
 @transaction.atomic
 def membership_add(*, room: Room, user: User, role: str = Membership.Role.MEMBER) -> tuple[Membership, bool]:
     """Add `user` to `room`; adding an existing member changes nothing. Returns (membership, created)."""
+    user.hold()  # the user, then the room: the order a user's delete locks them in (HoldsItsRows)
     room.hold()
     existing = Membership.objects.filter(room=room, user=user).first()
     if existing:
@@ -82,7 +83,8 @@ def message_create(
 ) -> Message:
     if (room is None) == (conversation is None):
         raise ValueError("A message belongs to exactly one room or one conversation.")
-    (room or cast(Conversation, conversation)).hold()  # against a concurrent delete (HoldsItsRows)
+    author.hold()  # the author, then the room or conversation, against a concurrent delete (HoldsItsRows)
+    (room or cast(Conversation, conversation)).hold()
     message = Message(author=author, content=content, room=room, conversation=conversation)
     # The content's rules only: the author, room and conversation are rows the caller has just
     # loaded, and the room-or-conversation rule is checked above (and by the database); the full

@@ -336,3 +336,39 @@ def test_after_catches_up_on_a_conversation_oldest_first(api, user, other_user, 
 
     assert response.status_code == 200
     assert response.json() == {"results": [message_data(m) for m in later], "next": None, "previous": None}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_both_participants_starting_it_at_once_make_one_conversation_and_one_event_each():
+    import threading
+
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    from realtime.models import StreamEvent
+
+    for round in range(5):
+        ada, bob = factories.make_user(f"ada{round}"), factories.make_user(f"bob{round}")
+        barrier = threading.Barrier(2)
+        answers: list[tuple[int, object]] = []
+
+        def start(me, other):
+            try:
+                client = APIClient()
+                client.force_authenticate(me)
+                barrier.wait(5)
+                response = client.post("/v1/conversations", {"user_id": f"user_{other.pk}"}, format="json")
+                answers.append((response.status_code, response.json()))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=start, args=pair) for pair in ((ada, bob), (bob, ada))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        conversation = Conversation.objects.get(user_low=ada, user_high=bob)
+        assert sorted(status for status, _ in answers) == [200, 201]
+        assert [body["id"] for _, body in answers] == [f"conv_{conversation.pk}"] * 2
+        created = StreamEvent.objects.filter(type="conversation:created").filter(channel__in=[f"user:{ada.pk}", f"user:{bob.pk}"])
+        assert sorted(created.values_list("channel", flat=True)) == sorted([f"user:{ada.pk}", f"user:{bob.pk}"])

@@ -203,6 +203,24 @@ def _admin_delete_selected(model, row):
         admin.site._registry[model].delete_queryset(None, model.objects.filter(pk=row.pk))
 
 
+def _delete_user(parent, username):
+    """A user's deletion (plain ORM, the admin's delete page), which cascades to their conversations
+    and messages."""
+    from users.models import User
+
+    User.objects.get(username=username).delete()
+
+
+def _delete_room_author(room):
+    _delete_user(room, "owner")
+
+
+def _admin_delete_selected_user(parent, username):
+    from users.models import User
+
+    _admin_delete_selected(User, User.objects.get(username=username))
+
+
 def _room_and_write(owner):
     room = factories.make_room(owner, "doomed")
     return room, lambda: services.message_create(author=owner, room=room, content="last")
@@ -222,8 +240,16 @@ def _conversation_and_write(owner):
         (_conversation_and_write, lambda conversation: Conversation.objects.get(pk=conversation.pk).delete()),
         (_room_and_write, lambda room: _admin_delete_selected(Room, room)),
         (_conversation_and_write, lambda conversation: _admin_delete_selected(Conversation, conversation)),
+        (_conversation_and_write, lambda conversation: _delete_user(conversation, "owner")),  # the author
+        (_conversation_and_write, lambda conversation: _delete_user(conversation, "other")),  # the other one
+        (_room_and_write, _delete_room_author),
+        (_conversation_and_write, lambda conversation: _admin_delete_selected_user(conversation, "owner")),
     ],
-    ids=["room-service", "room-orm", "conversation-orm", "room-admin-action", "conversation-admin-action"],
+    ids=[
+        "room-service", "room-orm", "conversation-orm", "room-admin-action", "conversation-admin-action",
+        "conversation-author-deleted", "conversation-other-user-deleted", "room-author-deleted",
+        "conversation-author-admin-action",
+    ],
 )
 def test_a_message_and_the_delete_of_what_it_is_in_at_once_both_succeed(monkeypatch, make, delete):
     # The write has logged its event (it holds the channel's stream) when the delete starts. On
@@ -271,7 +297,9 @@ def test_a_message_and_the_delete_of_what_it_is_in_at_once_both_succeed(monkeypa
     deleter.join(20)
 
     assert outcomes == {"writer": "ok", "deleter": "ok"}
-    assert not type(parent).objects.filter(pk=parent.pk).exists() and not Message.objects.exists()
+    assert not Message.objects.exists()
+    # A room outlives its author's deletion; the rest went with the delete.
+    assert type(parent).objects.filter(pk=parent.pk).exists() == (delete is _delete_room_author)
 
 
 def test_posting_requires_authentication(anon, room):

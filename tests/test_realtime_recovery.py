@@ -314,3 +314,38 @@ async def test_a_reset_stream_starts_again_at_1_under_a_new_epoch_for_live_and_r
         reply = await ws.request(since_frame(w.channel, offset, epoch))
         assert reply == subscribed_frame(w.channel, offset=1, epoch=new_epoch, ref="r", recovered=False)
         await ws.assert_next_is_sentinel(w.ada, room=w.room)
+
+
+async def test_conversation_created_is_recovered_by_the_conversation_filter_alone_and_by_nobody_else(w):
+    channel = f"user:{w.ada.pk}"
+    async with connected(w.key(w.ada)) as ws:
+        reply = await ws.subscribe(channel)
+        offset, epoch = reply["offset"], reply["epoch"]
+
+    def while_away() -> None:
+        room_services.conversation_get_or_create(user=w.cy, other=w.ada)  # conversation:created (opt-in)
+        factories.make_room(w.ada, "another")  # room:created
+
+    await sync(while_away)()
+    def without_presence(reply: dict[str, Any]) -> dict[str, Any]:  # her own: online, last seen just now
+        assert reply.get("presence", {"status": "online"})["status"] == "online"
+        return {k: v for k, v in reply.items() if k != "presence"}
+
+    async with connected(w.key(w.ada)) as ws:  # `*` leaves the conversation feed out, in replay too
+        reply = await ws.request(since_frame(channel, offset, epoch))
+        assert without_presence(reply) == subscribed_frame(channel, offset=offset + 2, epoch=epoch, ref="r", recovered=True)
+        assert [(f["type"], f["offset"]) for f in [await ws.receive()]] == [("room:created", offset + 2)]
+        await ws.assert_next_is_sentinel_elsewhere(w.bob)
+        # A second filter on the same channel recovers what `*` did not give.
+        reply = await ws.request(since_frame(channel, offset, epoch, event="conversation", ref="c"))
+        assert without_presence(reply) == subscribed_frame(channel, offset=offset + 2, epoch=epoch, ref="c", recovered=True, event="conversation")
+        assert [(f["type"], f["offset"]) for f in [await ws.receive()]] == [("conversation:created", offset + 1)]
+        await ws.assert_next_is_sentinel_elsewhere(w.bob)
+    async with connected(w.key(w.ada)) as ws:
+        reply = await ws.request(since_frame(channel, offset, epoch, event="conversation:created"))
+        assert without_presence(reply) == subscribed_frame(channel, offset=offset + 2, epoch=epoch, ref="r", recovered=True, event="conversation:created")
+        assert [(f["type"], f["offset"]) for f in [await ws.receive()]] == [("conversation:created", offset + 1)]
+        await ws.assert_next_is_sentinel_elsewhere(w.bob)
+    for event in ("conversation", "conversation:created"):
+        async with connected(w.key(w.cy)) as ws:  # cy started it, but ada's feed is hers alone
+            assert await ws.request(since_frame(channel, offset, epoch, event=event)) == error_frame("FORBIDDEN", "r")

@@ -7,12 +7,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from retrochat.rows import DeletesEachRow
 from users import services
 from users.models import ApiKey, ApiKeyQuerySet, User
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(DeletesEachRow, DjangoUserAdmin):
     list_display = ["username", "display_name", "email", "is_active", "is_staff", "last_seen_at", "date_joined"]
     list_filter = ["is_active", "is_staff", "is_superuser"]
     search_fields = ["username", "display_name", "email"]

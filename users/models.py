@@ -4,11 +4,12 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
 
+from retrochat.rows import HoldsItsRows
 from retrochat.tracking import TracksChanges
 from users.validators import NAME_VALIDATORS, validate_plain_text
 
 
-class User(AbstractUser, TracksChanges):
+class User(HoldsItsRows, AbstractUser, TracksChanges):
     """A RetroChat user: a person or a bot, authenticated by API keys or a session."""
 
     display_name = models.CharField(max_length=100, blank=True, validators=NAME_VALIDATORS)
@@ -23,6 +24,14 @@ class User(AbstractUser, TracksChanges):
 
     def was_deactivated(self) -> bool:
         return not self.is_active and self.was("is_active") is True
+
+    def lock_dependents(self) -> None:
+        # The user's conversations go with them: a message being written into one (holding it)
+        # commits first and is collected, or finds the conversation gone.
+        from rooms.models import Conversation
+
+        conversations = Conversation._base_manager.filter(models.Q(user_low=self) | models.Q(user_high=self))
+        list(conversations.select_for_update().order_by("pk").values_list("pk", flat=True))
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self._state.adding and not self.display_name:
