@@ -9,7 +9,7 @@ from retrochat.tracking import TracksChanges
 from users.validators import NAME_VALIDATORS, validate_plain_text
 
 
-class User(HoldsItsRows, AbstractUser, TracksChanges):
+class User(AbstractUser, HoldsItsRows, TracksChanges):
     """A RetroChat user: a person or a bot, authenticated by API keys or a session."""
 
     display_name = models.CharField(max_length=100, blank=True, validators=NAME_VALIDATORS)
