@@ -110,6 +110,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             close_grace=settings.RETROCHAT_CLOSE_GRACE_SECONDS,
             on_slow=self._slow_consumer,
         )
+        forgets = credentials.verified_keys.forgets  # revocations this process has applied so far
         creds = await credentials.authenticate(self.scope)
         await self.accept(creds.subprotocol)
         self._release_handshake()
@@ -194,6 +195,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             )
         if outcome == presence.WENT_ONLINE:
             await transitions.went_online(user.pk)
+        if credentials.verified_keys.forgets != forgets and await realtime_db(credentials.invalid_connections)([self.credentials]):
+            # A revocation was applied while this connect was in flight: the hub closed the sockets
+            # it had, perhaps before this one registered (re-validation would find it within
+            # RETROCHAT_REVALIDATE_SECONDS, open and subscribing until then).
+            self.revoke("The credentials of this connection are no longer valid.")
 
     def _release_handshake(self) -> None:
         """The credentials are read: the handshake's headers are not needed for the connection's

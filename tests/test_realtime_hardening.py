@@ -273,6 +273,36 @@ def test_a_key_verified_while_a_revocation_is_applied_is_not_remembered(db):
     assert cache.get(secret) is api_key
 
 
+async def test_a_connect_whose_key_is_revoked_before_it_registers_is_closed(w, monkeypatch):
+    """The key was valid when the connect checked it; the revocation was applied (the hub closed the
+    key's sockets) before the new connection registered with the hub: it may not stay open."""
+    from realtime import presence
+    from tests.realtime_client import bearer
+    from users import services as user_services
+
+    backend = presence.backend()
+    open_entry, paused, go = backend.open, asyncio.Event(), asyncio.Event()
+
+    async def pausing_open(*args, **kwargs):
+        if not go.is_set():
+            paused.set()
+            await go.wait()
+        return await open_entry(*args, **kwargs)
+
+    async with connected(w.key(w.bob)) as first:  # the hub runs and has the key's other socket
+        monkeypatch.setattr(backend, "open", pausing_open)
+        async with opened([bearer(w.key(w.bob))]) as second:
+            assert (await second.open())[0]  # authenticated and accepted, not yet registered
+            await asyncio.wait_for(paused.wait(), 2)
+            key = await sync(ApiKey.objects.get)(user=w.bob)
+            await sync(user_services.api_key_revoke)(api_key=key)
+            assert await first.receive() == error_frame("UNAUTHORIZED")  # the hub applied RevokeKey
+            go.set()
+            assert (await second.receive())["type"] == "connected"  # as if revoked just after it opened
+            assert await second.receive() == error_frame("UNAUTHORIZED")
+            assert await second.close_code() == 4001
+
+
 # --- big replays are no slow consumers ----------------------------------------------------------
 
 
