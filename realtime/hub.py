@@ -102,6 +102,7 @@ class Hub:
         self._per_user: Counter[int] = Counter()  # open connections of each user here
         self.cursors: dict[str, StreamCursor] = {}
         self._membership_lock = asyncio.Lock()
+        self._layer_failed = False  # the last group join failed: the layer's Redis is away (_join_group)
         self._start_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         self._started = False
@@ -205,17 +206,25 @@ class Hub:
             raise
         self._start_cursor(cursor, position)
 
-    async def _join_group(self, cursor: StreamCursor) -> None:
+    async def _join_group(self, cursor: StreamCursor, *, retry: bool = False) -> None:
         """Join the cursor's group on the channel layer. If the layer's Redis cannot be reached the
         channel is followed anyway: its events come from the event log, read every poll
-        (`_catch_up`), and the group is asked for again each poll until the layer answers."""
+        (`_catch_up`), and the group is asked for again each poll until the layer answers. While a
+        join has just failed, a subscribe does not wait for the layer again (up to 2 s each, longer
+        behind other calls on the lock): the poll's `retry` is what finds it back."""
+        if not retry and self._layer_failed:
+            if not cursor.group_pending:
+                metrics.inc("retrochat_channel_layer_errors_total", 'operation="join"')
+            cursor.group_pending = True
+            return
         try:
             # The wait for the lock counts too: a call that holds it may be waiting for a Redis that
             # does not answer (the core layer's connections have no socket timeout).
             async with asyncio.timeout(LAYER_TIMEOUT_SECONDS), self._membership_lock:
                 await self.layer.group_add(cursor.group, self.channel_name)
-            cursor.group_pending = False
+            cursor.group_pending = self._layer_failed = False
         except LAYER_UNREACHABLE as exc:
+            self._layer_failed = True
             if not cursor.group_pending:
                 logger.warning("hub: joining %s on the channel layer failed (%s); following it through the event log", cursor.name, exc.__class__.__name__)
                 metrics.inc("retrochat_channel_layer_errors_total", 'operation="join"')
@@ -235,6 +244,7 @@ class Hub:
                 if name not in self.cursors:  # nobody followed it again meanwhile
                     await self.layer.group_discard(cursor.group, self.channel_name)
         except Exception as exc:  # any failure of the layer here (see below)
+            self._layer_failed = self._layer_failed or isinstance(exc, LAYER_UNREACHABLE)
             # The channel is left all the same: the layer may keep sending its messages here, and
             # `_dispatch` drops them (no cursor), until it forgets the membership. Not the caller's
             # failure: a client's unsubscribe or close must not wait for Redis, or fail because of it.
@@ -393,7 +403,7 @@ class Hub:
                 logger.exception("hub: checking the outbox of %s failed", connection.connection_id)
         ready = [c for c in self.cursors.values() if c.ready.is_set()]
         for cursor in [c for c in ready if c.group_pending]:
-            await self._join_group(cursor)
+            await self._join_group(cursor, retry=True)
             if cursor.group_pending:
                 break  # the layer is still away: the next poll asks again
         heads = await realtime_db(streams.positions)([c.name for c in ready])

@@ -51,16 +51,20 @@ def main() -> int:
     print(f"RetroChat cluster: {count} processes on {urls}, sharing {os.environ['REDIS_URL']}", flush=True)
 
     def stop(signum: int, frame: object) -> None:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+        # os.kill, not Popen.poll()/send_signal(): those reap a child that has just exited, and the
+        # loop below would then never see it to mark it dead (its gauges stayed in the sums).
+        for pid in list(running):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:  # exited, not reaped yet: the loop below takes it
+                pass
 
+    running: dict[int, subprocess.Popen[bytes]] = dict(processes)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     from prometheus_client import multiprocess
 
     codes = []
-    running: dict[int, subprocess.Popen[bytes]] = dict(processes)
     while running:
         pid, status = os.waitpid(-1, 0)  # whichever exits first, so that it leaves the sums at once
         if pid not in running:

@@ -227,10 +227,11 @@ def test_a_cluster_answers_for_all_its_live_processes_on_any_port(ada, tmp_path)
     finally:
         try:
             os.killpg(cluster.pid, signal.SIGTERM)
-            cluster.wait(timeout=20)
+            cluster.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(cluster.pid, signal.SIGKILL)
             cluster.wait(timeout=10)
         except ProcessLookupError:
             pass
-    assert not list(metrics_dir.glob("gauge_livesum_*.db")), "every process marked dead"
+    # A process the SIGKILL above had to stop (a shutdown slower than 60 s) is not marked dead: the log says.
+    assert not list(metrics_dir.glob("gauge_livesum_*.db")), f"every process marked dead; the cluster's log:\n{log.read_text()[-3000:]}"
