@@ -17,11 +17,15 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from retrochat.env import env_int
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+STOP_TIMEOUT_SECONDS = 15  # after SIGTERM, before a server that has not stopped is killed
 
 
 def prepare_metrics_dir(first_port: int) -> Path:
@@ -50,14 +54,27 @@ def main() -> int:
     urls = ", ".join(f"http://{host}:{first_port + i}" for i in range(count))
     print(f"RetroChat cluster: {count} processes on {urls}, sharing {os.environ['REDIS_URL']}", flush=True)
 
-    def stop(signum: int, frame: object) -> None:
+    def signal_all(sig: int) -> None:
         # os.kill, not Popen.poll()/send_signal(): those reap a child that has just exited, and the
         # loop below would then never see it to mark it dead (its gauges stayed in the sums).
         for pid in list(running):
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, sig)
             except ProcessLookupError:  # exited, not reaped yet: the loop below takes it
                 pass
+
+    def kill_stragglers() -> None:
+        if running:
+            print(f"RetroChat cluster: {sorted(running)} did not stop within {STOP_TIMEOUT_SECONDS} s; killing", flush=True)
+            signal_all(signal.SIGKILL)
+
+    def stop(signum: int, frame: object) -> None:
+        signal_all(signal.SIGTERM)
+        # Each server stops within its graceful timeout (5 s); one that does not is killed, so that
+        # the cluster still exits and marks it dead (a supervisor's SIGKILL would leave its gauges).
+        timer = threading.Timer(STOP_TIMEOUT_SECONDS, kill_stragglers)
+        timer.daemon = True
+        timer.start()
 
     running: dict[int, subprocess.Popen[bytes]] = dict(processes)
     signal.signal(signal.SIGINT, stop)
