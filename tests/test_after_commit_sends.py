@@ -100,8 +100,11 @@ async def test_while_the_layer_hangs_the_sends_waiting_are_bounded_and_the_oldes
 
     with caplog.at_level(logging.WARNING, logger="retrochat.realtime"):
         await on_a_server_thread(send_twenty)
-        await asyncio.sleep(0.05)  # the hand-overs run on this loop
         sender = publish._sender_for(asyncio.get_running_loop())
+        for _ in range(500):  # the hand-overs run on this loop: until the last one is queued
+            if any(message["text"] == "frame 19" for _, message in sender.pending):
+                break
+            await asyncio.sleep(0.01)
         assert len(sender.pending) <= 5
         layer.gate.set()
         for _ in range(50):

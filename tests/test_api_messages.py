@@ -221,6 +221,26 @@ def _admin_delete_selected_user(parent, username):
     _admin_delete_selected(User, User.objects.get(username=username))
 
 
+def _until_a_lock_is_waited_for() -> None:
+    """PostgreSQL: until some transaction waits for a row lock (pg_locks). SQLite shows no waiter
+    (a writer waits for the database lock inside sqlite3): a moment is all that can be given."""
+    import time
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        time.sleep(0.3)
+        return
+    deadline = time.monotonic() + 10
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("no transaction came to wait for a lock")
+
+
 def _room_and_write(owner):
     room = factories.make_room(owner, "doomed")
     return room, lambda: services.message_create(author=owner, room=room, content="last")
@@ -256,7 +276,6 @@ def test_a_message_and_the_delete_of_what_it_is_in_at_once_both_succeed(monkeypa
     # PostgreSQL the delete used to take the row, then wait for the stream, while the write's
     # commit waited for the row (its foreign key): "deadlock detected", one of them failed.
     import threading
-    import time
 
     from django.db import connection
 
@@ -291,7 +310,7 @@ def test_a_message_and_the_delete_of_what_it_is_in_at_once_both_succeed(monkeypa
     writer.start()
     assert logged.wait(10)
     deleter.start()
-    time.sleep(0.3)  # the delete is waiting for the write now
+    _until_a_lock_is_waited_for()  # the delete is waiting for the write now
     go.set()
     writer.join(20)
     deleter.join(20)

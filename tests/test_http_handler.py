@@ -92,17 +92,18 @@ async def test_liveness_answers_while_every_pool_thread_is_busy(handler, monkeyp
     # (docs/deploy.md: a database or Redis outage never makes it restart healthy processes).
     import asyncio
 
-    release = threading.Event()
+    release, entered = threading.Event(), threading.Event()
     get_response = handler.get_response
 
     def blocking(request):
         if request.path == "/stuck":
+            entered.set()
             release.wait(10)
         return get_response(request)
 
     monkeypatch.setattr(handler, "get_response", blocking)
     stuck = asyncio.ensure_future(get(handler, "/stuck"))  # the pool's only thread
-    await asyncio.sleep(0.1)
+    assert await asyncio.to_thread(entered.wait, 5)  # …is busy now
     try:
         assert await asyncio.wait_for(get(handler, "/v1/health/live"), 2) == (200, b'{"status":"ok"}')
     finally:

@@ -102,7 +102,10 @@ async def test_leaving_a_channel_while_redis_refuses_answers_unsubscribed_only_a
                 pong = await request_reply(ws, {"type": "ping", "ref": 2})
                 assert (pong["type"], pong["ref"]) == ("pong", 2)
             proxy.up()
-            await asyncio.sleep(0.5)
+            deadline = time.monotonic() + 10
+            while server.log().count("WS close") < 2:  # both connections cleaned up (and logged what failed)
+                assert time.monotonic() < deadline, "a connection was never cleaned up"
+                await asyncio.sleep(0.05)
             assert _unexpected_tracebacks(server.log()) == []
 
 
